@@ -1,0 +1,20 @@
+"""The error types that library code raises for bad user input.
+
+Each message says what went wrong and what the user can do about it; the GUI shows it verbatim.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base class of every error StyleStudio reports to the user (never a bug)."""
+
+
+class CheckpointError(StudioError):
+    """A model file could not be read: wrong format, truncated, unsafe, or a shape mismatch."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path) if path is not None else None
+        self.reason = message
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}{message}")

@@ -1,0 +1,193 @@
+"""Shared pieces of the checkpoint readers: the bundle type, safe torch loading, format detection."""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from studio.core.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+# Format names (what `stylestudio info` prints).
+NVIDIA_PKL = "nvidia-pkl"
+ROSINALITY = "rosinality"
+PSP = "psp"
+E4E = "e4e"
+E2STYLE = "e2style"
+STYLESTUDIO = "stylestudio"
+
+
+@dataclass
+class ModelBundle:
+    """What a checkpoint holds, as our own networks.
+
+    ``w_avg`` is the generator's average latent [w_dim]. Encoder checkpoints also carry
+    ``latent_avg`` [num_ws, w_dim] (added row by row to the encoder's codes) and an ``encoder``.
+    """
+
+    format: str
+    path: str
+    generator: torch.nn.Module | None = None
+    discriminator: torch.nn.Module | None = None
+    w_avg: torch.Tensor | None = None
+    encoder: torch.nn.Module | None = None
+    latent_avg: torch.Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # provenance, options, licence, ...
+    notes: list[str] = field(default_factory=list)  # things the user should know ("latent_avg computed")
+
+    @property
+    def resolution(self) -> int | None:
+        g = self.generator
+        return None if g is None else int(g.config.img_resolution)
+
+    @property
+    def num_ws(self) -> int | None:
+        g = self.generator
+        return None if g is None else int(g.num_ws)
+
+
+def _load_error(path, exc: BaseException) -> CheckpointError:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower() or "Unsupported global" in str(exc):
+        return CheckpointError(
+            path,
+            "the file contains Python objects that a plain weights file never needs, so it was not "
+            f"loaded (it could run code). Re-save only the tensors, or convert it. Detail: {msg[:300]}",
+        )
+    return CheckpointError(path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {msg[:300]}")
+
+
+def _extra_safe_globals() -> list:
+    """Plain-data types that real checkpoints carry besides tensors (rosinality's argparse
+    ``Namespace``, numpy scalars in pSp/e4e training state). None of them can run code."""
+    import argparse
+
+    import numpy as np
+
+    out: list = [argparse.Namespace, np.dtype]
+    scalar = np.core.multiarray.scalar if hasattr(np, "core") else None  # noqa: NPY201
+    try:
+        from numpy._core.multiarray import scalar  # numpy 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        pass
+    if scalar is not None:
+        out += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
+    for name in dir(getattr(np, "dtypes", object())):
+        if name.endswith("DType") and name not in ("ObjectDType", "VoidDType"):
+            out.append(getattr(np.dtypes, name))
+    return out
+
+
+_EXTRA_SAFE_GLOBALS = _extra_safe_globals()
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)`` on CPU; every failure becomes one :class:`CheckpointError`."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CheckpointError(path, f"cannot read the file: {e.strerror or e}") from None
+    if not data:
+        raise CheckpointError(path, "the file is empty")
+    try:
+        with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types (RuntimeError, UnpicklingError, EOFError, ...)
+        raise _load_error(path, e) from None
+
+
+def _sniff(path: Path) -> str:
+    """Cheap content-based guess: 'safetensors', 'manifest', 'torch-zip', 'pickle' or 'unknown'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot read the file: {e.strerror or e}") from None
+    if not head:
+        raise CheckpointError(path, "the file is empty")
+    if head.lstrip()[:1] == b"{":
+        return "manifest"
+    if len(head) >= 8:
+        n = int.from_bytes(head[:8], "little")
+        if 0 < n < 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
+    if head[:1] == b"\x80":  # pickle protocol 2+ (NVIDIA .pkl, legacy torch.save)
+        return "pickle"
+    return "unknown"
+
+
+def detect_format(path: str | Path) -> str:
+    """The checkpoint format, from the file's content (never its name)."""
+    return load_checkpoint(path, detect_only=True).format
+
+
+def load_checkpoint(path: str | Path, *, detect_only: bool = False) -> ModelBundle:
+    """Read any supported model file into a :class:`ModelBundle`.
+
+    Raises :class:`CheckpointError` for anything else (wrong format, truncated, unsafe pickle).
+    """
+    path = Path(path)
+    if path.is_dir():
+        from studio.core.formats import stylestudio_fmt
+
+        return stylestudio_fmt.load(path, detect_only=detect_only)
+    kind = _sniff(path)
+    if kind in ("manifest", "safetensors"):
+        from studio.core.formats import stylestudio_fmt
+
+        return stylestudio_fmt.load(path, detect_only=detect_only)
+    if kind == "pickle" and _looks_like_nvidia_pickle(path):
+        from studio.core.formats import nvidia_pkl
+
+        return nvidia_pkl.load(path, detect_only=detect_only)
+    if kind in ("torch-zip", "pickle"):
+        obj = safe_torch_load(path)
+        return _from_torch_object(path, obj, detect_only=detect_only)
+    raise CheckpointError(
+        path,
+        "unrecognised model file. Supported: NVIDIA StyleGAN2(-ADA) .pkl, rosinality .pt, "
+        "pSp / e4e / E2Style .pt, and StyleStudio packs (manifest.json + .safetensors).",
+    )
+
+
+def _looks_like_nvidia_pickle(path: Path) -> bool:
+    """A plain pickle (not torch's legacy format) that mentions NVIDIA's persistence module."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    if zipfile.is_zipfile(path):
+        return False
+    return b"torch_utils.persistence" in head or b"_reconstruct_persistent_obj" in head or b"G_ema" in head
+
+
+def _from_torch_object(path: Path, obj: Any, *, detect_only: bool) -> ModelBundle:
+    if not isinstance(obj, dict):
+        raise CheckpointError(path, f"expected a dict of tensors, found {type(obj).__name__}")
+    keys = set(obj)
+    if "state_dict" in keys and isinstance(obj.get("opts"), dict | None):
+        from studio.core.formats import psp_pt
+
+        return psp_pt.from_checkpoint(path, obj, detect_only=detect_only)
+    if "g_ema" in keys or "g" in keys:
+        from studio.core.formats import rosinality_pt
+
+        return rosinality_pt.from_checkpoint(path, obj, detect_only=detect_only)
+    raise CheckpointError(
+        path,
+        "a PyTorch file, but not a known StyleGAN2 checkpoint: expected 'g_ema' (rosinality) or "
+        f"'state_dict' + 'opts' (pSp / e4e / E2Style); found keys {sorted(map(str, keys))[:8]}",
+    )

@@ -1,0 +1,1 @@
+"""Qt views (PySide6). The only layer that may import Qt."""
