@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +74,10 @@ def _extra_safe_globals() -> list:
     import numpy as np
 
     out: list = [argparse.Namespace, np.dtype]
-    scalar = np.core.multiarray.scalar if hasattr(np, "core") else None  # noqa: NPY201
     try:
         from numpy._core.multiarray import scalar  # numpy 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        pass
+        from numpy.core.multiarray import scalar
     if scalar is not None:
         out += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
     for name in dir(getattr(np, "dtypes", object())):
@@ -100,7 +100,8 @@ def safe_torch_load(path: str | Path) -> Any:
     if not data:
         raise CheckpointError(path, "the file is empty")
     try:
-        with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4" chatter
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types (RuntimeError, UnpicklingError, EOFError, ...)
         raise _load_error(path, e) from None

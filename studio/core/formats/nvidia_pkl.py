@@ -14,6 +14,7 @@ import collections
 import io
 import logging
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ def _load_storage_from_bytes(b: bytes):
     # torch's own ``_load_from_bytes`` calls torch.load without weights_only; never use it.
     if not isinstance(b, (bytes, bytearray)):
         raise pickle.UnpicklingError("storage payload is not bytes")
-    return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "pickle protocol" chatter from torch
+        return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
 
 
 def _numpy_scalar(dtype, data=None):

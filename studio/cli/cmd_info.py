@@ -1,0 +1,60 @@
+"""``stylestudio info FILE``: what a model file is (format, resolution, num_ws, parameters)."""
+
+from __future__ import annotations
+
+import json
+
+from studio.core.formats import load_checkpoint
+from studio.core.latent import layer_groups
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="describe a model file (any supported format)",
+                       description="Detect a model file's format from its content and describe it.")
+    p.add_argument("file", nargs="?", default=None,
+                   help="model file or pack directory (default: the embedded default pack)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def describe(bundle) -> dict:
+    out: dict = {"file": bundle.path, "format": bundle.format}
+    nets = {"generator": bundle.generator, "discriminator": bundle.discriminator}
+    if bundle.encoder is not None:
+        nets["encoder"] = getattr(bundle.encoder, "encoder", bundle.encoder)
+    params = {k: sum(p.numel() for p in n.parameters()) for k, n in nets.items() if n is not None}
+    G = bundle.generator
+    if G is not None:
+        out.update(resolution=G.img_resolution, num_ws=G.num_ws, z_dim=G.z_dim, w_dim=G.w_dim,
+                   layer_groups={k: f"{a}-{b - 1}" if b > a else "-" for k, (a, b) in layer_groups(G.num_ws).items()},
+                   channels={str(r): c for r, c in G.synthesis.channels.items()})
+    out["parameters"] = params
+    out["parameters_total"] = sum(params.values())
+    if bundle.encoder is not None:
+        out["encoder"] = bundle.meta.get("encoder_kind", bundle.format)
+    for key in ("licence", "alignment_profile"):
+        if key in bundle.meta:
+            out[key] = bundle.meta[key]
+    if bundle.notes:
+        out["notes"] = bundle.notes
+    return out
+
+
+def run(args) -> int:
+    from studio.cli.common import resolve_model
+
+    bundle = load_checkpoint(resolve_model(args.file))
+    d = describe(bundle)
+    if args.json:
+        print(json.dumps(d, indent=1, default=str))
+        return 0
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}: {b:,}" if isinstance(b, int) else f"{a}: {b}" for a, b in v.items())
+        elif isinstance(v, list):
+            v = "; ".join(map(str, v))
+        elif isinstance(v, int):
+            v = f"{v:,}"
+        print(f"{k:<{width}}  {v}")
+    return 0

@@ -1,0 +1,45 @@
+"""Helpers shared by CLI commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.core.errors import CheckpointError
+
+REPO_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+
+
+def default_pack() -> Path | None:
+    """The embedded default model pack, if this installation has one."""
+    for root in (Path(__file__).resolve().parents[1] / "resources", REPO_RESOURCES):
+        if (root / "pack" / "manifest.json").is_file():
+            return root / "pack"
+    return None
+
+
+def resolve_model(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    pack = default_pack()
+    if pack is None:
+        raise CheckpointError(None, "no model given and no default model pack is installed; pass a model "
+                                    "file (NVIDIA .pkl, rosinality/pSp/e4e/E2Style .pt, or a StyleStudio pack)")
+    return pack
+
+
+def parse_range_list(text: str) -> list[int]:
+    """'1-4,7,10-11' -> [1, 2, 3, 4, 7, 10, 11]."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part[1:]:
+            a, b = part.split("-", 1) if not part.startswith("-") else (part, None)
+            lo, hi = int(a), int(b)
+            if hi < lo:
+                raise ValueError(f"empty range {part!r}")
+            out.extend(range(lo, hi + 1))
+        else:
+            out.append(int(part))
+    return out

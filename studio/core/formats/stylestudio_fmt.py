@@ -1,0 +1,313 @@
+"""StyleStudio's own model format: safetensors weights + a JSON manifest.
+
+Two layouts, same manifest:
+
+* a single ``*.safetensors`` file whose metadata key ``stylestudio`` holds the manifest JSON and
+  whose tensors are named ``<network>/<parameter>`` (``generator/mapping.fc0.weight``);
+* a directory (a *model pack*) with ``manifest.json`` and one ``<network>.safetensors`` per
+  network, each listed with its sha256.
+
+The manifest names each network's class (from the allow-list in :mod:`studio.core.nets`) and its
+constructor config, plus resolution, num_ws, w_avg, the coarse/medium/fine layer groups, the
+alignment profile the generator was trained on, licence and provenance. Loading checks every
+tensor name and shape and every file hash; nothing in the files is executed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from studio import __version__
+from studio.core.errors import CheckpointError
+from studio.core.formats.base import STYLESTUDIO, ModelBundle
+from studio.core.latent import layer_groups
+from studio.core.nets import build, class_name_of
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "stylestudio-model"
+FORMAT_VERSION = 1
+META_KEY = "stylestudio"
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 16 << 20
+
+# ----------------------------------------------------------------------------
+# Writing
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+
+
+def _config(net: torch.nn.Module) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(net.config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _networks(bundle: ModelBundle) -> dict[str, torch.nn.Module]:
+    nets: dict[str, torch.nn.Module] = {}
+    if bundle.generator is not None:
+        nets["generator"] = bundle.generator
+    if bundle.discriminator is not None:
+        nets["discriminator"] = bundle.discriminator
+    if bundle.encoder is not None:
+        # An encoder pipeline (encoder + latent_avg + the generator as decoder) is stored as its
+        # encoder network; the decoder is the bundle's generator and latent_avg a tensor.
+        nets["encoder"] = getattr(bundle.encoder, "encoder", bundle.encoder)
+    return nets
+
+
+def build_manifest(bundle: ModelBundle, nets: dict[str, torch.nn.Module], *, extra: dict | None = None) -> dict:
+    G = bundle.generator
+    man: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "networks": {name: {"class": class_name_of(net), "config": _config(net)} for name, net in nets.items()},
+    }
+    if G is not None:
+        man.update(resolution=int(G.img_resolution), num_ws=int(G.num_ws), z_dim=int(G.z_dim),
+                   w_dim=int(G.w_dim), w_avg=[float(v) for v in G.mapping.w_avg.tolist()],
+                   layer_groups={k: list(v) for k, v in layer_groups(G.num_ws).items()})
+    if bundle.encoder is not None:
+        man["encoder"] = {"kind": bundle.meta.get("encoder_kind", bundle.format),
+                          **{k: v for k, v in (bundle.meta.get("encoder_info") or {}).items()}}
+    man["alignment_profile"] = bundle.meta.get("alignment_profile", "ffhq")
+    man["licence"] = bundle.meta.get("licence", "unknown: the licence of the source weights applies")
+    prov = dict(bundle.meta.get("provenance") or {})
+    prov.setdefault("source_format", bundle.format)
+    prov.setdefault("source_file", Path(bundle.path).name if bundle.path else None)
+    prov.setdefault("converted_by", f"stylestudio {__version__}")
+    prov.setdefault("created", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if bundle.notes:
+        prov.setdefault("notes", list(bundle.notes))
+    man["provenance"] = prov
+    if extra:
+        man.update(extra)
+    return man
+
+
+def save(bundle: ModelBundle, out: str | Path, *, extra_manifest: dict | None = None) -> Path:
+    """Write ``bundle`` in our format: ``*.safetensors`` = one file, anything else = a directory."""
+    from safetensors.torch import save as st_save
+
+    out = Path(out)
+    nets = _networks(bundle)
+    if not nets:
+        raise ValueError("nothing to save: the bundle has no networks")
+    extra_tensors: dict[str, torch.Tensor] = {}
+    if bundle.latent_avg is not None:
+        extra_tensors["latent_avg"] = bundle.latent_avg.detach().cpu().to(torch.float32).contiguous()
+    man = build_manifest(bundle, nets, extra=extra_manifest)
+    if out.suffix == ".safetensors":
+        tensors = {f"{name}/{k}": v for name, net in nets.items() for k, v in _state(net).items()}
+        tensors.update({f"extra/{k}": v for k, v in extra_tensors.items()})
+        man["layout"] = "single-file"
+        _atomic_write_bytes(out, st_save(tensors, metadata={META_KEY: json.dumps(man)}))
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    man["layout"] = "directory"
+    files = {name: _state(net) for name, net in nets.items()}
+    if extra_tensors:
+        files["extra"] = extra_tensors
+    for name, tensors in files.items():
+        fpath = out / f"{name}.safetensors"
+        _atomic_write_bytes(fpath, st_save(tensors, metadata={"network": name}))
+        entry = man["networks"].setdefault(name, {}) if name != "extra" else man.setdefault("extra", {})
+        entry.update(file=fpath.name, sha256=_sha256(fpath))
+    _atomic_write_bytes(out / MANIFEST, (json.dumps(man, indent=1) + "\n").encode())
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Reading
+
+
+def _read_single(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if META_KEY not in meta:
+                raise CheckpointError(path, "a safetensors file without a StyleStudio manifest; "
+                                            "convert the original checkpoint with `stylestudio convert`")
+            man = json.loads(meta[META_KEY])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
+    except Exception as e:  # SafetensorError, JSON errors, OSError
+        raise CheckpointError(path, f"corrupt or truncated safetensors file: {str(e)[:200]}") from None
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        net, _, name = k.partition("/")
+        grouped.setdefault(net, {})[name] = v
+    return man, grouped
+
+
+def _read_dir(path: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], Path]:
+    from safetensors.torch import load as st_load
+
+    mpath = path / MANIFEST if path.is_dir() else path
+    root = mpath.parent
+    try:
+        raw = mpath.read_bytes()
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise CheckpointError(mpath, "manifest is implausibly large")
+        man = json.loads(raw)
+    except CheckpointError:
+        raise
+    except OSError as e:
+        raise CheckpointError(mpath, f"cannot read the manifest: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(mpath, f"the manifest is not valid JSON ({e})") from None
+    _check_manifest(mpath, man)
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    entries = dict(man["networks"])
+    if isinstance(man.get("extra"), dict) and "file" in man["extra"]:
+        entries["extra"] = man["extra"]
+    for name, entry in entries.items():
+        fname = entry.get("file")
+        if not isinstance(fname, str) or "/" in fname or "\\" in fname or fname.startswith("."):
+            raise CheckpointError(mpath, f"network {name!r}: bad or missing file name {fname!r}")
+        fpath = root / fname
+        try:
+            data = fpath.read_bytes()
+        except OSError as e:
+            raise CheckpointError(fpath, f"file of network {name!r} is missing or unreadable "
+                                         f"({e.strerror or e})") from None
+        want = entry.get("sha256")
+        if want and hashlib.sha256(data).hexdigest() != want:
+            raise CheckpointError(fpath, "sha256 does not match the manifest (file corrupt, truncated or "
+                                         "replaced); re-download or re-convert the model")
+        try:
+            grouped[name] = st_load(data)
+        except Exception as e:
+            raise CheckpointError(fpath, f"corrupt safetensors file: {str(e)[:200]}") from None
+    return man, grouped, mpath
+
+
+def _check_manifest(path, man: Any) -> None:
+    if not isinstance(man, dict) or man.get("format") != FORMAT_NAME:
+        raise CheckpointError(path, f"not a StyleStudio manifest (expected \"format\": \"{FORMAT_NAME}\")")
+    v = man.get("format_version")
+    if not isinstance(v, int) or v > FORMAT_VERSION:
+        raise CheckpointError(path, f"manifest format_version {v!r} is newer than this StyleStudio "
+                                    f"understands ({FORMAT_VERSION}); update StyleStudio")
+    if not isinstance(man.get("networks"), dict) or not man["networks"]:
+        raise CheckpointError(path, "the manifest lists no networks")
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest of a model file or pack directory, without loading weights."""
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".json":
+        mpath = path / MANIFEST if path.is_dir() else path
+        try:
+            man = json.loads(mpath.read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(mpath, f"cannot read the manifest ({e})") from None
+    else:
+        man, _ = _read_single(path)
+    _check_manifest(path, man)
+    return man
+
+
+def _instantiate(path, name: str, entry: dict, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+    try:
+        net = build(str(entry["class"]), dict(entry["config"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(path, f"network {name!r}: cannot build it from the manifest ({e})") from None
+    ours = net.state_dict()
+    unexpected = sorted(set(tensors) - set(ours))
+    missing = sorted(set(ours) - set(tensors))
+    if unexpected or missing:
+        raise CheckpointError(path, f"network {name!r}: tensors do not match its config "
+                                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in tensors.items():
+        if tuple(v.shape) != tuple(ours[k].shape):
+            raise CheckpointError(path, f"network {name!r}: {k} has shape {list(v.shape)}, "
+                                        f"expected {list(ours[k].shape)}")
+    net.load_state_dict({k: v.to(ours[k].dtype) for k, v in tensors.items()}, strict=True)
+    return net.eval().requires_grad_(False)
+
+
+def load(path: str | Path, *, detect_only: bool = False) -> ModelBundle:
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".json" or _is_json(path):
+        man, grouped, mpath = _read_dir(path) if not detect_only else (read_manifest(path), {}, path)
+    else:
+        man, grouped = _read_single(path)
+        _check_manifest(path, man)
+    bundle = ModelBundle(format=STYLESTUDIO, path=str(path), meta={"manifest": man})
+    if detect_only:
+        return bundle
+    nets = {}
+    for name, entry in man["networks"].items():
+        if name not in grouped:
+            raise CheckpointError(path, f"network {name!r} is listed in the manifest but has no tensors")
+        nets[name] = _instantiate(path, name, entry, grouped[name])
+    bundle.generator = nets.get("generator")
+    bundle.discriminator = nets.get("discriminator")
+    if bundle.generator is not None:
+        bundle.w_avg = bundle.generator.mapping.w_avg.clone()
+    extra = grouped.get("extra", {})
+    if "latent_avg" in extra:
+        bundle.latent_avg = extra["latent_avg"].to(torch.float32)
+    if "encoder" in nets:
+        bundle.encoder = _wrap_encoder(path, nets["encoder"], bundle, man.get("encoder") or {})
+    for key in ("alignment_profile", "licence", "provenance"):
+        if key in man:
+            bundle.meta[key] = man[key]
+    return bundle
+
+
+def _wrap_encoder(path, encoder: torch.nn.Module, bundle: ModelBundle, info: dict) -> torch.nn.Module:
+    if bundle.generator is None or bundle.latent_avg is None:
+        raise CheckpointError(path, "an encoder needs the generator (decoder) and latent_avg in the same file")
+    from studio.core.nets.encoding import EncoderPipeline
+
+    return EncoderPipeline(encoder, bundle.generator, bundle.latent_avg).eval()
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64).lstrip()[:1] == b"{"
+    except OSError:
+        return False
