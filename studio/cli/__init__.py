@@ -22,6 +22,7 @@ _COMMANDS = [
     "generate",
     "align",
     "paste",
+    "train",
 ]
 
 

@@ -81,7 +81,7 @@ class FullyConnectedLayer(nn.Module):
         self.activation = activation
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
-        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+        self.weight_gain = float(lr_multiplier / np.sqrt(in_features))
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,7 +214,7 @@ class ToRGBLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
-        self.weight_gain = 1 / np.sqrt(in_channels)
+        self.weight_gain = float(1 / np.sqrt(in_channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, fused: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
@@ -398,7 +398,7 @@ class Conv2dLayer(nn.Module):
         self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
         self.padding = kernel_size // 2
         self.register_buffer("resample_filter", resample_filter.clone(), persistent=False)
-        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size**2)
+        self.weight_gain = float(1 / np.sqrt(in_channels * kernel_size**2))
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
@@ -432,9 +432,9 @@ class DiscriminatorBlock(nn.Module):
     def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
         if self.in_channels == 0:
             x = self.fromrgb(img)
-        y = self.skip(x, gain=np.sqrt(0.5))
+        y = self.skip(x, gain=float(np.sqrt(0.5)))
         x = self.conv0(x)
-        x = self.conv1(x, gain=np.sqrt(0.5))
+        x = self.conv1(x, gain=float(np.sqrt(0.5)))
         return y + x
 
 

@@ -1,0 +1,97 @@
+"""Synthesis speed of our pure-PyTorch StyleGAN2 generator: ms per image.
+
+Configs: the fixture models (NVIDIA small 64 px, rosinality 256 px channel_multiplier 2) and
+official-size 256 / 1024 px generators (random weights: only timing matters). Variants: eager with
+grouped-conv modulation ("fused"), eager with activation modulation ("nonfused"), channels_last,
+and torch.compile. Batch 1 and 8; threads = cores.
+
+    python benchmarks/bench_generator.py            # the default matrix (skips the slowest cells)
+    python benchmarks/bench_generator.py --full     # every cell, incl. 1024 px batch 8 and compile
+    python benchmarks/bench_generator.py --configs nvidia64 --batches 1 --variants fused,compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+
+from studio.core.nets.stylegan2 import Generator
+
+CONFIGS = {
+    # name: Generator kwargs
+    "nvidia64": dict(z_dim=128, w_dim=128, img_resolution=64, channel_base=1024, channel_max=64, conv_clamp=256),
+    "rosinality256": dict(z_dim=512, w_dim=512, img_resolution=256, channel_base=32768, channel_max=512),
+    "official256": dict(z_dim=512, w_dim=512, img_resolution=256, channel_base=16384, channel_max=512),
+    "official1024": dict(z_dim=512, w_dim=512, img_resolution=1024, channel_base=32768, channel_max=512),
+}
+VARIANTS = ["fused", "nonfused", "channels_last", "compile"]
+
+
+def _skip_by_default(cfg: str, batch: int, variant: str) -> bool:
+    big = cfg in ("official1024",)
+    return (big and (batch > 1 or variant == "compile")) or (cfg == "rosinality256" and variant == "compile" and batch > 1)
+
+
+def time_cell(G: Generator, batch: int, variant: str, *, min_runs: int = 3, budget_s: float = 20.0) -> tuple[float, float]:
+    """(ms per image median, first-call seconds incl. compile)."""
+    ws = G.map(torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(0)))
+    fused = variant != "nonfused"
+    fn = lambda w: G.synthesis(w, noise_mode="const", fused=fused)  # noqa: E731
+    if variant == "channels_last":
+        G = G.to(memory_format=torch.channels_last)
+    if variant == "compile":
+        fn = torch.compile(fn, dynamic=False)
+    times = []
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        fn(ws)
+        first = time.perf_counter() - t0
+        start = time.perf_counter()
+        while len(times) < min_runs or (time.perf_counter() - start < budget_s / 4 and len(times) < 20):
+            t = time.perf_counter()
+            fn(ws)
+            times.append(time.perf_counter() - t)
+            if time.perf_counter() - start > budget_s:
+                break
+    times.sort()
+    return 1000 * times[len(times) // 2] / batch, first
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--full", action="store_true", help="run every cell (1024 px batch 8 and compile are slow)")
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds per cell")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# bench_generator: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"threads={torch.get_num_threads()}, device=cpu")
+    header = f"| {'config':<14} | {'res':>4} | {'params':>7} | {'batch':>5} | {'variant':<13} | {'ms/img':>9} | {'first call s':>12} |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name in args.configs.split(","):
+        kw = CONFIGS[name]
+        torch.manual_seed(0)
+        G = Generator(**kw).eval().requires_grad_(False)
+        params = sum(p.numel() for p in G.parameters()) / 1e6
+        for batch in map(int, args.batches.split(",")):
+            for variant in args.variants.split(","):
+                if not args.full and _skip_by_default(name, batch, variant):
+                    print(f"| {name:<14} | {kw['img_resolution']:>4} | {params:>6.1f}M | {batch:>5} | {variant:<13} | {'skipped':>9} | {'(--full)':>12} |")
+                    continue
+                Gv = Generator(**kw).eval().requires_grad_(False)
+                Gv.load_state_dict(G.state_dict())
+                ms, first = time_cell(Gv, batch, variant, budget_s=args.budget)
+                print(f"| {name:<14} | {kw['img_resolution']:>4} | {params:>6.1f}M | {batch:>5} | {variant:<13} | {ms:>9.1f} | {first:>12.2f} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Pieces every trainer shares: run directories, atomic files, metrics logging, distributed helpers,
+signal-safe stopping. One code path serves a single process and ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import resource
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from studio.core.errors import StudioError
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------
+# Distributed (rank helpers fall back to one process)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the process group when started by torchrun (gloo on CPU, nccl on CUDA)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not is_distributed():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    if not is_distributed():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / world_size()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------
+# Files
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + fsync + rename: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_json_default) + "\n").encode())
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _json_default(x):
+    if is_dataclass(x):
+        return asdict(x)
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    return repr(x)
+
+
+def new_run_dir(root: str | Path, desc: str) -> Path:
+    """``root/00012-<desc>``: the next free number, created (rank 0 only calls this)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    nums = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    d = root / f"{(max(nums) + 1) if nums else 0:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', desc)}"
+    d.mkdir()
+    return d
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl`` (flushed each line; rank 0 only)."""
+
+    def __init__(self, path: str | Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        self._f = open(self.path, "a", encoding="utf-8") if enabled else None
+        if self._f is not None and self._f.tell() > 0:
+            # A crash can leave a torn last line; start on a fresh line so readers recover.
+            with open(self.path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    self._f.write("\n")
+
+    def write(self, **record) -> None:
+        if self._f is None:
+            return
+        record.setdefault("time", round(time.time(), 3))
+        self._f.write(json.dumps(record, default=_json_default) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+class TensorBoard:
+    """TensorBoard scalars/images if tensorboardX (or torch's writer) is installed; else a no-op."""
+
+    def __init__(self, logdir: str | Path, enabled: bool = True):
+        self.w = None
+        if not enabled:
+            return
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.warning("tensorboardX not installed: no TensorBoard events (metrics.jsonl has everything)")
+                return
+        self.w = SummaryWriter(str(logdir))
+
+    def scalars(self, step: float, values: dict[str, float]) -> None:
+        if self.w is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self.w.add_scalar(k, v, global_step=int(step))
+
+    def image(self, tag: str, step: float, img_hwc_uint8) -> None:
+        if self.w is not None:
+            self.w.add_image(tag, img_hwc_uint8, global_step=int(step), dataformats="HWC")
+
+    def close(self) -> None:
+        if self.w is not None:
+            self.w.close()
+
+
+def peak_rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024 if sys.platform != "darwin" else r / 2**20
+
+
+# ----------------------------------------------------------------------------
+# Stopping
+
+
+class StopFlag:
+    """Set by SIGINT / SIGTERM (or ``should_stop()``); the loop snapshots and exits at the next step."""
+
+    def __init__(self, install: bool = True):
+        self.requested = False
+        self.signal: int | None = None
+        if install:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    signal.signal(sig, self._handler)
+                except ValueError:  # not in the main thread
+                    pass
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: leave now
+        self.requested = True
+        self.signal = signum
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+
+# ----------------------------------------------------------------------------
+# Config helpers
+
+
+def dataclass_from_dict(cls, d: dict):
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}")
+    return cls(**d)
+
+
+class UserError(StudioError):
+    """A bad flag or input: the message names the flag and says what to do (exit code 2)."""

@@ -1,0 +1,606 @@
+"""Train a StyleGAN2 generator (seed 004, METHODS.md §1) on a folder of faces, on CPU or GPU.
+
+    python -m trainers.stylegan2 --data ../shared/data/utkface/images --cfg cpu64 --kimg 200
+    torchrun --nproc_per_node=2 -m trainers.stylegan2 --data ... --cfg cpu64
+    python -m trainers.stylegan2 --resume runs/00003-utkface-cpu64      # continue exactly
+
+Losses: non-saturating logistic + lazy R1 (every 16) + lazy path-length regularisation (every 4)
+with style mixing (0.9) and G EMA, Adam (0, 0.99) with the lazy-regularisation correction; or, with
+``--d projected``, a discriminator on frozen ImageNet features with the hinge loss and no R1.
+A run directory holds config.json, log.txt, metrics.jsonl, TensorBoard events, sample grids,
+network snapshots in StyleStudio's format and one resume snapshot (resume.pt), all written
+atomically. SIGINT/SIGTERM write a snapshot before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from studio.core.formats import stylestudio_fmt
+from studio.core.formats.base import ModelBundle
+from studio.core.nets.stylegan2 import Discriminator, Generator
+from trainers import losses
+from trainers.augment import AdaptiveP, augment
+from trainers.common import (MetricsLog, StopFlag, TensorBoard, UserError, all_reduce_mean, atomic_torch_save,
+                             atomic_write_bytes, atomic_write_json, barrier, init_distributed, is_distributed,
+                             is_main, new_run_dir, peak_rss_mb, rank, world_size)
+from trainers.data import BatchStream, load_images
+
+log = logging.getLogger("trainers.stylegan2")
+
+# ----------------------------------------------------------------------------
+# Configuration
+
+PRESETS: dict[str, dict] = {
+    # Sized for a 2-core CPU (see README "Training"): cheap high-resolution layers.
+    "cpu64": dict(resolution=64, z_dim=256, w_dim=256, mapping_layers=4, g_channel_base=8192, g_channel_max=256,
+                  d_channel_base=8192, d_channel_max=256, batch=32),
+    "cpu64-small": dict(resolution=64, z_dim=256, w_dim=256, mapping_layers=4, g_channel_base=4096,
+                        g_channel_max=256, d_channel_base=4096, d_channel_max=256, batch=32),
+    "cpu128": dict(resolution=128, z_dim=256, w_dim=256, mapping_layers=4, g_channel_base=8192,
+                   g_channel_max=256, d_channel_base=8192, d_channel_max=256, batch=32),
+    "gpu128": dict(resolution=128, z_dim=512, w_dim=512, mapping_layers=8, g_channel_base=16384,
+                   g_channel_max=512, d_channel_base=16384, d_channel_max=512, batch=64),
+    # For tests: runs in seconds.
+    "tiny": dict(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, g_channel_base=256, g_channel_max=32,
+                 d_channel_base=256, d_channel_max=32, batch=8),
+}
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs"
+    desc: str = ""
+    cfg: str = "cpu64"
+    resolution: int = 64
+    z_dim: int = 256
+    w_dim: int = 256
+    mapping_layers: int = 4
+    g_channel_base: int = 8192
+    g_channel_max: int = 256
+    d_channel_base: int = 8192
+    d_channel_max: int = 256
+    d: str = "residual"             # 'residual' (paper) | 'projected' (frozen ImageNet features)
+    d_backbone: str = "alex"        # projected D backbone
+    batch: int = 32                 # global batch (all processes)
+    kimg: float = 100.0             # stop after this many thousand real images shown
+    lr_g: float = 0.0025
+    lr_d: float = 0.0025
+    r1_gamma: float | None = None   # None: 0.0002 * res^2 / batch (NVIDIA's heuristic)
+    r1_every: int = 16
+    pl_weight: float = 2.0
+    pl_every: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing: float = 0.9
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = 0.05
+    augment: str = "ada"            # 'ada' (adaptive p) | 'diffaugment' (p = 1) | 'none'
+    ada_target: float = 0.6
+    ada_kimg: float = 20.0
+    mirror: bool = True
+    heldout_fraction: float = 0.05
+    max_images: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0                # 0 = all cores (per process)
+    log_every: int = 10             # steps
+    sample_every_kimg: float = 2.0
+    snapshot_every_kimg: float = 4.0
+    metrics_every_kimg: float = 10.0
+    fd_samples: int = 500           # 0 disables FD-VGG16
+    ppl_samples: int = 0            # 0 disables PPL-W
+    keep_snapshots: int = 3         # network snapshots kept besides the best by FD
+    data_cache: str | None = None
+    max_steps: int | None = None    # for tests
+    lpips_dir: str | None = None
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+    ap = argparse.ArgumentParser(prog="python -m trainers.stylegan2", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="folder of face images (e.g. ../shared/data/utkface/images)")
+    ap.add_argument("--cfg", default="cpu64", choices=sorted(PRESETS), help="architecture preset")
+    ap.add_argument("--resume", help="run directory to continue (its config is used)")
+    ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    ap.add_argument("--no-tqdm", action="store_true")
+    skip = {"data", "cfg"}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        ap.add_argument(flag, type=_converter(str(f.type)), default=None,
+                        metavar="BOOL" if str(f.type) == "bool" else None)
+    args = ap.parse_args(argv)
+    if args.resume:
+        cfg_path = Path(args.resume) / "config.json"
+        if not cfg_path.is_file():
+            raise UserError(f"--resume: {args.resume} is not a run directory (no config.json)")
+        cfg = TrainConfig(**json.loads(cfg_path.read_text())["train"])
+        for name in ("kimg", "max_steps", "threads", "device", "metrics_every_kimg", "snapshot_every_kimg",
+                     "log_every", "sample_every_kimg"):
+            v = getattr(args, name, None)
+            if v is not None:
+                setattr(cfg, name, v)
+        return cfg, args
+    cfg = TrainConfig(cfg=args.cfg, **PRESETS[args.cfg])
+    if args.data:
+        cfg.data = args.data
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if f.name not in skip and v is not None:
+            setattr(cfg, f.name, v)
+    validate(cfg)
+    return cfg, args
+
+
+def _converter(type_name: str):
+    """argparse type for a TrainConfig field annotation ('int', 'float | None', 'str', 'bool', ...)."""
+    optional = "None" in type_name
+    base = type_name.split("|")[0].strip()
+
+    def conv(s: str):
+        if optional and s.lower() in ("none", "auto", ""):
+            return None
+        if base == "bool":
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+        return {"int": int, "float": float}.get(base, str)(s)
+
+    conv.__name__ = base
+    return conv
+
+
+def validate(cfg: TrainConfig) -> None:
+    if not cfg.data:
+        raise UserError("--data: give a folder of face images (e.g. ../shared/data/utkface/images)")
+    if cfg.d not in ("residual", "projected"):
+        raise UserError("--d must be 'residual' or 'projected'")
+    if cfg.augment not in ("ada", "diffaugment", "none"):
+        raise UserError("--augment must be 'ada', 'diffaugment' or 'none'")
+    if cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
+        raise UserError(f"--resolution must be a power of two >= 8, got {cfg.resolution}")
+    if cfg.batch < 2:
+        raise UserError("--batch must be at least 2")
+
+
+# ----------------------------------------------------------------------------
+# Networks
+
+
+def build_networks(cfg: TrainConfig) -> tuple[Generator, nn.Module]:
+    G = Generator(z_dim=cfg.z_dim, w_dim=cfg.w_dim, img_resolution=cfg.resolution, mapping_layers=cfg.mapping_layers,
+                  channel_base=cfg.g_channel_base, channel_max=cfg.g_channel_max)
+    if cfg.d == "projected":
+        from trainers.projected import ProjectedDiscriminator
+
+        D = ProjectedDiscriminator(img_resolution=cfg.resolution, backbone=cfg.d_backbone, weights_dir=cfg.lpips_dir)
+    else:
+        D = Discriminator(img_resolution=cfg.resolution, channel_base=cfg.d_channel_base,
+                          channel_max=cfg.d_channel_max, mbstd_group_size=min(4, cfg.batch // world_size()))
+    return G, D
+
+
+class TrainG(nn.Module):
+    """G's training forward as one module (so DDP sees every parameter each call):
+    z (+ mixing z and cutoff) and per-layer noise -> (image, W+)."""
+
+    def __init__(self, G: Generator):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z: torch.Tensor, z2: torch.Tensor | None, cutoff: int, noises: list[torch.Tensor]):
+        G = self.G
+        w = G.mapping(z)
+        ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
+        if z2 is not None and cutoff < G.num_ws:
+            w2 = G.mapping(z2)
+            ws = torch.cat([ws[:, :cutoff], w2.unsqueeze(1).repeat(1, G.num_ws - cutoff, 1)], dim=1)
+        return self._synth(ws, noises), ws, w
+
+    def _synth(self, ws, noises):
+        return self.G.synthesis(ws, noises=noises, fused=False)
+
+
+# ----------------------------------------------------------------------------
+# The loop
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None, *, resume_from: Path | None = None,
+                 tqdm_bar: bool = True, should_stop=None, on_progress=None):
+        """``run_dir``: where this process writes (None on ranks > 0); ``resume_from``: a resume.pt."""
+        self.cfg = cfg
+        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if cfg.device == "auto" else cfg.device))
+        init_distributed(self.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.rank, self.world = rank(), world_size()
+        self.sl = slice(self.rank, None, self.world)  # this rank's samples of every global batch
+        self.run_dir = run_dir
+        self.should_stop = should_stop or (lambda: False)
+        self.on_progress = on_progress
+        self.tqdm_bar = tqdm_bar and is_main()
+        torch.manual_seed(cfg.seed)  # initial weights: identical on every rank
+        self.G, self.D = build_networks(cfg)
+        self.G.to(self.device).train()
+        self.D.to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.r1_gamma = cfg.r1_gamma if cfg.r1_gamma is not None else 0.0002 * cfg.resolution**2 / cfg.batch
+        g_ratio = losses.lazy_ratio(cfg.pl_every if cfg.pl_weight > 0 else 0)
+        d_ratio = losses.lazy_ratio(cfg.r1_every if (cfg.d == "residual" and self.r1_gamma > 0) else 0)
+        d_params = self.D.trainable_parameters() if hasattr(self.D, "trainable_parameters") else self.D.parameters()
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g * g_ratio, betas=(0.0, 0.99 ** g_ratio), eps=1e-8)
+        self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr_d * d_ratio, betas=(0.0, 0.99 ** d_ratio), eps=1e-8)
+        self.ada = AdaptiveP(p=1.0 if cfg.augment == "diffaugment" else 0.0, target=cfg.ada_target,
+                             speed_kimg=cfg.ada_kimg, fixed=cfg.augment != "ada")
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # all training randomness (same on every rank)
+        self.pl_mean = torch.zeros([], device=self.device)
+        self.step = 0
+        self.cur_nimg = 0
+        self.best_fd = math.inf
+        self.fd_history: list[dict] = []
+        self.data = load_images(cfg.data, cfg.resolution, split="train", heldout_fraction=cfg.heldout_fraction,
+                                cache_dir=cfg.data_cache, max_images=cfg.max_images)
+        self.stream = BatchStream(len(self.data), cfg.batch, rank=self.rank, world=self.world, seed=cfg.seed)
+        self.G_ddp, self.D_ddp = TrainG(self.G), self.D
+        if is_distributed():
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # broadcast_buffers naming
+                self.G_ddp = DDP(self.G_ddp, broadcast_buffers=False)
+                self.D_ddp = DDP(self.D, broadcast_buffers=False)
+        if resume_from is not None:
+            self._load_resume(Path(resume_from))
+        self._last_eval_nimg = -1
+        self._last_snap_nimg = -1
+        self.grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(1234))
+        self.fd = None
+
+    # -- randomness, drawn for the global batch and sliced for this rank -----------------------
+
+    def _randn(self, *shape) -> torch.Tensor:
+        return torch.randn(shape, generator=self.gen)[self.sl].to(self.device)
+
+    def _noises(self, B: int) -> list[torch.Tensor]:
+        return [self._randn(B, 1, layer.resolution, layer.resolution) for layer in self.G.synthesis.noise_layers()]
+
+    def _gen_inputs(self, B: int):
+        z = self._randn(B, self.cfg.z_dim)
+        z2 = self._randn(B, self.cfg.z_dim)
+        mix = torch.rand([], generator=self.gen).item() < self.cfg.style_mixing
+        cutoff = int(torch.randint(1, self.G.num_ws, [], generator=self.gen)) if mix else self.G.num_ws
+        return z, (z2 if mix else None), cutoff, self._noises(B)
+
+    def _real_batch(self) -> torch.Tensor:
+        x = self.data.batch(self.stream.next(), self.device)
+        if self.cfg.mirror:
+            flip = torch.rand([self.cfg.batch], generator=self.gen)[self.sl].to(self.device) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+        return x
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return augment(x, self.ada.p, self.gen, global_batch=self.cfg.batch, sl=self.sl)
+
+    # -- one training step ---------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        cfg, B = self.cfg, self.cfg.batch
+        stats: dict[str, float] = {}
+        projected = cfg.d == "projected"
+        d_loss_fn = losses.d_hinge if projected else losses.d_logistic
+        g_loss_fn = losses.g_hinge if projected else losses.g_nonsaturating
+
+        # D main: reals vs detached fakes.
+        self.D.requires_grad_(True)
+        if projected:
+            self.D.features.requires_grad_(False)
+        real = self._real_batch()
+        z, z2, cutoff, noises = self._gen_inputs(B)
+        with torch.no_grad():
+            fake, _, _ = TrainG(self.G)(z, z2, cutoff, noises)
+        do_r1 = (not projected) and self.r1_gamma > 0 and cfg.r1_every > 0 and self.step % cfg.r1_every == 0
+        real_logits = self.D_ddp(self._aug(real))
+        fake_logits = self.D_ddp(self._aug(fake))
+        d_loss = d_loss_fn(real_logits, fake_logits).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_D.step()
+        stats["loss_d"] = d_loss.item()
+        sign = all_reduce_mean(real_logits.detach().sign().mean()).item()
+        self.ada.accumulate(sign)
+        stats["d_real_sign"] = sign
+        if do_r1:
+            real_r = real.detach().requires_grad_(True)
+            logits = self.D_ddp(self._aug(real_r))
+            r1 = losses.r1_penalty(real_r, logits)
+            # "+ 0 * logits": every D parameter takes part (R1 does not reach the last bias; DDP needs all).
+            loss = (r1 * (self.r1_gamma / 2) * cfg.r1_every + 0 * logits.squeeze(1)).mean()
+            self.opt_D.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_D.step()
+            stats["r1"] = r1.mean().item()
+
+        # G main.
+        self.D.requires_grad_(False)
+        z, z2, cutoff, noises = self._gen_inputs(B)
+        fake, _, w = self.G_ddp(z, z2, cutoff, noises)
+        g_loss = g_loss_fn(self.D(self._aug(fake))).mean()  # D is frozen here: no DDP sync needed
+        self.opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_G.step()
+        stats["loss_g"] = g_loss.item()
+        self.G.mapping.update_w_avg(all_reduce_mean(w.detach().mean(0, keepdim=True)))
+        if cfg.pl_weight > 0 and cfg.pl_every > 0 and self.step % cfg.pl_every == 0:
+            Bp = max(B // cfg.pl_batch_shrink, self.world)
+            Bp -= Bp % self.world
+            z, z2, cutoff, noises = self._gen_inputs(Bp)
+            img, ws, _ = self.G_ddp(z, z2, cutoff, noises)
+            y = losses.pl_noise([Bp, *img.shape[1:]], self.gen, self.sl, self.device)
+            pen, lengths, self.pl_mean = losses.path_length_penalty(img, ws, self.pl_mean, noise=y,
+                                                                    decay=cfg.pl_decay, reduce_mean=all_reduce_mean)
+            loss = (pen * cfg.pl_weight * cfg.pl_every + 0 * img[:, 0, 0, 0]).mean()
+            self.opt_G.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_G.step()
+            stats["pl_penalty"] = pen.mean().item()
+            stats["pl_mean"] = self.pl_mean.item()
+
+        # EMA, augmentation strength, counters.
+        self.cur_nimg += B
+        losses.update_ema(self.G_ema, self.G, losses.ema_beta(B, self.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
+        self.ada.step(B)
+        stats["augment_p"] = self.ada.p
+        self.step += 1
+        return stats
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def _resume_state(self) -> dict:
+        return {
+            "format": "stylestudio-gan-resume", "version": 1,
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "ada": self.ada.state_dict(), "pl_mean": self.pl_mean.cpu(), "step": self.step,
+            "cur_nimg": self.cur_nimg, "rng": self.gen.get_state(), "stream": self.stream.state_dict(),
+            "best_fd": self.best_fd, "fd_history": json.dumps(self.fd_history),
+        }
+
+    def _load_resume(self, path: Path) -> None:
+        from studio.core.formats import safe_torch_load
+
+        st = safe_torch_load(path)
+        if not isinstance(st, dict) or st.get("format") != "stylestudio-gan-resume":
+            raise UserError(f"--resume: {path} is not a StyleStudio GAN resume snapshot")
+        self.G.load_state_dict(st["G"])
+        self.D.load_state_dict(st["D"])
+        self.G_ema.load_state_dict(st["G_ema"])
+        self.opt_G.load_state_dict(st["opt_G"])
+        self.opt_D.load_state_dict(st["opt_D"])
+        self.ada.load_state_dict(st["ada"])
+        self.pl_mean = st["pl_mean"].to(self.device)
+        self.step, self.cur_nimg = int(st["step"]), int(st["cur_nimg"])
+        self.gen.set_state(st["rng"])
+        self.stream.load_state_dict(st["stream"])
+        self.best_fd = float(st["best_fd"])
+        self.fd_history = json.loads(st["fd_history"])
+
+    def save_snapshot(self, *, reason: str) -> None:
+        """Resume snapshot (always) and a network snapshot of G_ema in our format."""
+        if not is_main() or self.run_dir is None or self._last_snap_nimg == self.cur_nimg:
+            return
+        self._last_snap_nimg = self.cur_nimg
+        atomic_torch_save(self.run_dir / "resume.pt", self._resume_state())
+        kimg = self.cur_nimg / 1000
+        snap = self.run_dir / "snapshots" / f"network-{kimg:08.3f}kimg.safetensors"
+        self._save_network(snap, kimg)
+        snaps = sorted((self.run_dir / "snapshots").glob("network-*kimg.safetensors"))
+        for old in snaps[:-self.cfg.keep_snapshots]:
+            old.unlink(missing_ok=True)
+        log.info("snapshot at %.3f kimg (%s)", kimg, reason)
+
+    def _save_network(self, path: Path, kimg: float, extra: dict | None = None) -> None:
+        bundle = ModelBundle(format="stylestudio", path="", generator=copy.deepcopy(self.G_ema).cpu(),
+                             discriminator=None)
+        bundle.meta["provenance"] = {"trainer": "trainers.stylegan2", "kimg": round(kimg, 3),
+                                     "run": self.run_dir.name if self.run_dir else None,
+                                     "config": asdict(self.cfg), **(extra or {})}
+        bundle.meta["licence"] = "inherits the licence of the training images"
+        stylestudio_fmt.save(bundle, path)
+
+    # -- evaluation & samples --------------------------------------------------------------------
+
+    def sample_grid(self) -> None:
+        if not is_main() or self.run_dir is None:
+            return
+        from studio.cli.cmd_generate import make_grid, to_uint8
+
+        with torch.no_grad():
+            img = self.G_ema.synthesis(self.G_ema.map(self.grid_z.to(self.device)), noise_mode="const")
+        grid = make_grid(to_uint8(img), cols=8)
+        from PIL import Image
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(grid).save(buf, format="PNG")
+        atomic_write_bytes(self.run_dir / "samples" / f"fakes{self.cur_nimg / 1000:08.3f}.png", buf.getvalue())
+        atomic_write_bytes(self.run_dir / "samples" / "latest.png", buf.getvalue())
+        self.tb.image("samples", self.cur_nimg / 1000, grid)
+
+    def evaluate(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if not is_main():
+            return out
+        t0 = time.time()
+        if self.cfg.fd_samples > 0:
+            if self.fd is None:
+                from trainers.metrics import FDEvaluator
+
+                held = load_images(self.cfg.data, self.cfg.resolution, split="heldout",
+                                   heldout_fraction=self.cfg.heldout_fraction, cache_dir=self.cfg.data_cache)
+                n = min(self.cfg.fd_samples, len(held))
+                self.fd = FDEvaluator(held.batch(range(n)), device=self.device, weights_dir=self.cfg.lpips_dir)
+            out.update(self.fd(self.G_ema))
+        if self.cfg.ppl_samples > 0:
+            from studio.core.lpips import LPIPS
+            from trainers.metrics import ppl_w
+
+            out["ppl_w"] = ppl_w(self.G_ema, LPIPS("vgg", self.cfg.lpips_dir).to(self.device), n=self.cfg.ppl_samples,
+                                 device=self.device)
+        out["eval_sec"] = time.time() - t0
+        return out
+
+    # -- main loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        cfg = self.cfg
+        main = is_main() and self.run_dir is not None
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=main) if self.run_dir else MetricsLog(os.devnull, False)
+        self.tb = TensorBoard(self.run_dir / "tb", enabled=main) if self.run_dir else TensorBoard("", False)
+        stop = StopFlag(install=True)
+        total_nimg = int(cfg.kimg * 1000)
+        bar = None
+        if self.tqdm_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(total=round(cfg.kimg, 3), initial=round(self.cur_nimg / 1000, 3), unit="kimg",
+                       file=sys.stderr, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.2f}/{total:.1f} kimg [{elapsed}<{remaining}{postfix}]")
+        self.metrics.write(event="start" if self.step == 0 else "resume", step=self.step, kimg=self.cur_nimg / 1000,
+                           world_size=self.world)
+        next_sample = self._next_mark(cfg.sample_every_kimg)
+        next_snap = self._next_mark(cfg.snapshot_every_kimg)
+        next_eval = self._next_mark(cfg.metrics_every_kimg)
+        t_last, nimg_last = time.time(), self.cur_nimg
+        if self.step == 0:
+            self.sample_grid()
+        reason = "done"
+        while self.cur_nimg < total_nimg:
+            if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                reason = "max_steps"
+                break
+            want_stop = bool(stop) or bool(self.should_stop())
+            if is_distributed():  # every rank must leave at the same step
+                want_stop = all_reduce_mean(torch.tensor(float(want_stop))).item() > 0
+            if want_stop:
+                reason = f"signal {stop.signal}" if stop.signal else "stopped"
+                break
+            stats = self.train_step()
+            if bar is not None:
+                bar.update(cfg.batch / 1000)
+            kimg = self.cur_nimg / 1000
+            if self.step % cfg.log_every == 0:
+                now = time.time()
+                sec_per_kimg = (now - t_last) / max((self.cur_nimg - nimg_last) / 1000, 1e-9)
+                t_last, nimg_last = now, self.cur_nimg
+                rec = {"step": self.step, "kimg": round(kimg, 4), **{k: round(v, 6) for k, v in stats.items()},
+                       "sec_per_kimg": round(sec_per_kimg, 2), "rss_mb": round(peak_rss_mb(), 1)}
+                self.metrics.write(**rec)
+                self.tb.scalars(kimg, {f"train/{k}": v for k, v in rec.items() if k not in ("step", "kimg")})
+                if bar is not None:
+                    bar.set_postfix(loss_g=f"{stats['loss_g']:.3f}", loss_d=f"{stats['loss_d']:.3f}",
+                                    p=f"{self.ada.p:.2f}", s_kimg=f"{sec_per_kimg:.0f}")
+                if self.on_progress:
+                    self.on_progress(rec)
+            if kimg >= next_sample:
+                self.sample_grid()
+                next_sample = self._next_mark(cfg.sample_every_kimg)
+            if kimg >= next_eval:
+                self._run_eval()
+                next_eval = self._next_mark(cfg.metrics_every_kimg)
+                t_last, nimg_last = time.time(), self.cur_nimg  # don't count eval time as training speed
+            if kimg >= next_snap:
+                self.save_snapshot(reason="interval")
+                next_snap = self._next_mark(cfg.snapshot_every_kimg)
+        if bar is not None:
+            bar.close()
+        if reason == "done" and cfg.metrics_every_kimg > 0 and self._last_eval_nimg != self.cur_nimg:
+            self._run_eval()
+        self.sample_grid()
+        self.save_snapshot(reason=reason)
+        self.metrics.write(event="end", reason=reason, step=self.step, kimg=self.cur_nimg / 1000)
+        dump = os.environ.get("STYLESTUDIO_DUMP_RANK_STATE")  # tests: compare parameters across ranks
+        if dump:
+            torch.save({k: v.cpu() for k, v in self.G.state_dict().items()}, Path(dump) / f"G_rank{self.rank}.pt")
+        self.metrics.close()
+        self.tb.close()
+        barrier()
+
+    def _next_mark(self, every_kimg: float) -> float:
+        if every_kimg <= 0:
+            return math.inf
+        return (math.floor(self.cur_nimg / 1000 / every_kimg + 1e-9) + 1) * every_kimg
+
+    def _run_eval(self) -> None:
+        self._last_eval_nimg = self.cur_nimg
+        res = self.evaluate()
+        if res and is_main():
+            kimg = self.cur_nimg / 1000
+            self.metrics.write(event="eval", step=self.step, kimg=round(kimg, 4), **{k: round(v, 5) for k, v in res.items()})
+            self.tb.scalars(kimg, {f"metrics/{k}": v for k, v in res.items()})
+            if "fd_vgg16" in res:
+                self.fd_history.append({"kimg": kimg, "fd_vgg16": res["fd_vgg16"]})
+                if res["fd_vgg16"] < self.best_fd:
+                    self.best_fd = res["fd_vgg16"]
+                    self._save_network(self.run_dir / "best.safetensors", kimg, {"fd_vgg16": res["fd_vgg16"]})
+        barrier()
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, args = parse_args(argv)
+        if args.dry_run:
+            print(json.dumps(asdict(cfg), indent=1))
+            return 0
+        is_rank0 = int(os.environ.get("RANK", "0")) == 0
+        resume_from = None
+        if args.resume:
+            run_dir = Path(args.resume)
+            resume_from = run_dir / "resume.pt"
+            if not resume_from.is_file():
+                resume_from = None  # killed before the first snapshot: start over in the same folder
+        elif is_rank0:
+            data = Path(cfg.data)
+            name = data.resolve().parent.name if data.name == "images" else data.name
+            run_dir = new_run_dir(cfg.out, cfg.desc or f"{name}-{cfg.cfg}-{cfg.d}")
+            atomic_write_json(run_dir / "config.json", {"train": asdict(cfg), "argv": sys.argv,
+                                                       "torch": torch.__version__})
+        else:
+            run_dir = None
+        if is_rank0:
+            fh = logging.FileHandler(run_dir / "log.txt")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(fh)
+            log.info("run directory: %s", run_dir)
+        trainer = Trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm)
+        trainer.run()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
