@@ -43,4 +43,5 @@ def make_state_checked(d: Path, listing: str, seed: int) -> dict[str, np.ndarray
 
 
 def to_torch(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    # (np.ascontiguousarray would turn 0-d arrays into shape [1])
+    return {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in state.items()}

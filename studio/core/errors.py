@@ -18,3 +18,23 @@ class CheckpointError(StudioError):
         self.reason = message
         where = f"{self.path}: " if self.path else ""
         super().__init__(f"{where}{message}")
+
+
+class ImageError(StudioError):
+    """An image could not be used: missing, unreadable, truncated, unsupported or absurdly large."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path) if path is not None else None
+        self.reason = message
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}{message}")
+
+
+class NoFaceError(StudioError):
+    """No usable face was found in an image; the message says what to try."""
+
+    def __init__(self, path, message: str):
+        self.path = str(path) if path is not None else None
+        self.reason = message
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}{message}")

@@ -125,7 +125,8 @@ def _detect(path, sd: Mapping[str, Any], opts: dict) -> str:
         )
     if not isinstance(et, str) or et not in ENCODER_TYPES:
         raise CheckpointError(
-            path, f"unknown encoder_type {et!r} in opts: expected 'GradualStyleEncoder' (pSp) or 'Encoder4Editing' (e4e)"
+            path,
+            f"unknown encoder_type {et!r} in opts: expected 'GradualStyleEncoder' (pSp) or 'Encoder4Editing' (e4e)",
         )
     kind = ENCODER_TYPES[et]
     if kind is None:
@@ -231,7 +232,8 @@ def _build_encoder(path, kind: str, sd: Mapping[str, Any], opts: dict, w_dim: in
             pool = math.isqrt(int(lin.shape[1]) // max(int(bn.shape[0]), 1))
     with torch.device("meta"):
         net = E2StyleEncoder(
-            num_stages=num_stages, refine_in_channels=refine_in, head_rows=tuple(rows), pool=pool or 7, w_dim=w_dim, **arch
+            num_stages=num_stages, refine_in_channels=refine_in, head_rows=tuple(rows), pool=pool or 7,
+            w_dim=w_dim, **arch,
         )
     return net, dict(arch, num_stages=num_stages, head_rows=tuple(rows), n_styles=sum(rows))
 
@@ -266,7 +268,8 @@ def _encoder_state(path, kind: str, net: nn.Module, sd: Mapping[str, Any]) -> di
             missing.append(to_official(kind, f"encoder.{k}"))
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise CheckpointError(path, f"truncated {kind} checkpoint: missing tensors {', '.join(map(str, missing[:5]))}{more}")
+        names = ", ".join(map(str, missing[:5]))
+        raise CheckpointError(path, f"truncated {kind} checkpoint: missing tensors {names}{more}")
     return new
 
 
@@ -291,7 +294,9 @@ def from_checkpoint(path: str | Path, obj: dict, *, detect_only: bool = False) -
     """A pSp / e4e / E2Style checkpoint dict (already loaded with ``weights_only=True``).
 
     Returns a :class:`ModelBundle` whose ``encoder`` is an :class:`EncoderPipeline` (eval mode)
-    and whose ``generator`` is the decoder. ``meta['opts']`` holds the options as stored.
+    and whose ``generator`` is the decoder. ``meta['opts']`` holds the options as stored. The
+    encoder takes the checkpoint's tensors over without copying them (they share storage with
+    ``obj['state_dict']``). With ``detect_only`` only the format is identified (nothing is built).
     """
     sd = obj.get("state_dict")
     if not isinstance(sd, Mapping) or not sd:
@@ -309,9 +314,21 @@ def from_checkpoint(path: str | Path, obj: dict, *, detect_only: bool = False) -
     bundle = ModelBundle(format=kind, path=str(path), meta=meta)
     if detect_only:
         return bundle
+    try:
+        return _read(path, obj, sd, opts, kind, bundle)
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        # Odd option values or tensors the checks above did not anticipate: still the file's fault.
+        detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise CheckpointError(path, f"malformed {kind} checkpoint ({type(e).__name__}: {detail})") from None
 
+
+def _read(path, obj: dict, sd: Mapping[str, Any], opts: dict, kind: str, bundle: ModelBundle) -> ModelBundle:
+    meta = bundle.meta
     # Anything outside the known prefixes is an error (before the expensive work).
-    prefixes = ("decoder.",) + (("encoder.",) if kind in (PSP, E4E) else ("encoder_firststage.", "encoder_refinestage_list."))
+    enc_prefixes = ("encoder.",) if kind in (PSP, E4E) else ("encoder_firststage.", "encoder_refinestage_list.")
+    prefixes = ("decoder.", *enc_prefixes)
     for k, v in sd.items():
         if not k.startswith(prefixes):
             shape = list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
@@ -326,6 +343,11 @@ def from_checkpoint(path: str | Path, obj: dict, *, detect_only: bool = False) -
     # Encoder: architecture from the tensors, checked before anything is allocated.
     net, arch = _build_encoder(path, kind, sd, opts, w_dim)
     enc_state = _encoder_state(path, kind, net, sd)
+    nc = opts.get("input_nc")
+    if isinstance(nc, int) and nc != arch["in_channels"]:
+        raise CheckpointError(
+            path, f"opts['input_nc']={nc}, but the encoder's first conv takes {arch['in_channels']} channels"
+        )
     want, said = _n_styles_from_opts(opts, kind)
     if want is not None and want != arch["n_styles"]:
         raise CheckpointError(path, f"{said} implies {want} W+ rows, but the encoder predicts {arch['n_styles']}")
@@ -379,8 +401,8 @@ def from_checkpoint(path: str | Path, obj: dict, *, detect_only: bool = False) -
         stage = opts.get("stage")
         if isinstance(stage, int) and 1 <= stage <= arch["num_stages"]:
             net.set_active_stages(stage)
-    if ignored:
-        log.info("%s: ignoring checkpoint entries %s", path, ignored)
+    if meta["ignored_keys"]:
+        log.info("%s: ignoring checkpoint entries %s", path, meta["ignored_keys"])
     meta["architecture"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch.items()}
     bundle.generator = G
     bundle.encoder = pipe

@@ -87,6 +87,8 @@ def _networks(bundle: ModelBundle) -> dict[str, torch.nn.Module]:
     if bundle.discriminator is not None:
         nets["discriminator"] = bundle.discriminator
     if bundle.encoder is not None:
+        if bundle.latent_avg is None and getattr(bundle.encoder, "latent_avg", None) is not None:
+            bundle.latent_avg = bundle.encoder.latent_avg
         # An encoder pipeline (encoder + latent_avg + the generator as decoder) is stored as its
         # encoder network; the decoder is the bundle's generator and latent_avg a tensor.
         nets["encoder"] = getattr(bundle.encoder, "encoder", bundle.encoder)
@@ -105,8 +107,14 @@ def build_manifest(bundle: ModelBundle, nets: dict[str, torch.nn.Module], *, ext
                    w_dim=int(G.w_dim), w_avg=[float(v) for v in G.mapping.w_avg.tolist()],
                    layer_groups={k: list(v) for k, v in layer_groups(G.num_ws).items()})
     if bundle.encoder is not None:
-        man["encoder"] = {"kind": bundle.meta.get("encoder_kind", bundle.format),
-                          **{k: v for k, v in (bundle.meta.get("encoder_info") or {}).items()}}
+        pipe_cfg = getattr(bundle.encoder, "config", None)
+        info = {"kind": getattr(pipe_cfg, "kind", bundle.format),
+                "start_from_latent_avg": bool(getattr(pipe_cfg, "start_from_latent_avg", True)),
+                "out_size": int(getattr(pipe_cfg, "out_size", 256))}
+        inner = getattr(bundle.encoder, "encoder", None)
+        if hasattr(inner, "active_stages"):
+            info["active_stages"] = int(inner.active_stages)
+        man["encoder"] = info
     man["alignment_profile"] = bundle.meta.get("alignment_profile", "ffhq")
     man["licence"] = bundle.meta.get("licence", "unknown: the licence of the source weights applies")
     prov = dict(bundle.meta.get("provenance") or {})
@@ -302,7 +310,14 @@ def _wrap_encoder(path, encoder: torch.nn.Module, bundle: ModelBundle, info: dic
         raise CheckpointError(path, "an encoder needs the generator (decoder) and latent_avg in the same file")
     from studio.core.nets.encoding import EncoderPipeline
 
-    return EncoderPipeline(encoder, bundle.generator, bundle.latent_avg).eval()
+    try:
+        if "active_stages" in info and hasattr(encoder, "set_active_stages"):
+            encoder.set_active_stages(int(info["active_stages"]))
+        return EncoderPipeline(encoder, bundle.generator, bundle.latent_avg, kind=str(info.get("kind")),
+                               start_from_latent_avg=bool(info.get("start_from_latent_avg", True)),
+                               out_size=int(info.get("out_size", 256))).eval()
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(path, f"encoder section of the manifest is invalid ({e})") from None
 
 
 def _is_json(path: Path) -> bool:

@@ -13,6 +13,9 @@ import torch
 NETWORKS: dict[str, str] = {
     "Generator": "studio.core.nets.stylegan2:Generator",
     "Discriminator": "studio.core.nets.stylegan2:Discriminator",
+    "GradualStyleEncoder": "studio.core.nets.psp:GradualStyleEncoder",
+    "Encoder4Editing": "studio.core.nets.psp:Encoder4Editing",
+    "E2StyleEncoder": "studio.core.nets.e2style:E2StyleEncoder",
 }
 
 

@@ -145,11 +145,10 @@ def modulated_conv2d(
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
     dcoefs = None
-    if demodulate or fused:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
     if not fused:
+        if demodulate:
+            # sum_{i,k} (w_oik s_i)^2 = (s^2 @ sum_k w_oik^2): no [N, O, I, k, k] tensor (training path).
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = ops.conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
         if dcoefs is not None:
@@ -157,7 +156,9 @@ def modulated_conv2d(
         if noise is not None:
             x = x + noise.to(x.dtype)
         return x
-    if dcoefs is not None:
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_ch, kh, kw)

@@ -1,0 +1,100 @@
+"""``stylestudio paste ALIGNED_EDIT ORIGINAL TRANSFORM``: put an edited aligned face back into its photo.
+
+TRANSFORM is the ``transforms.json`` written by ``stylestudio align`` (the entry is chosen by the
+photo's path and the aligned file's name, or ``--face``), or a JSON file holding one transform.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from studio.core.errors import ImageError, StudioError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "paste", help="paste an edited aligned face back into the original photo",
+        description="Warp an edited aligned face back into the photo it was aligned from (full "
+                    "resolution, feathered mask); pixels outside the mask are unchanged.")
+    p.add_argument("edit", metavar="ALIGNED_EDIT", help="the edited aligned face (square image, any size)")
+    p.add_argument("original", metavar="ORIGINAL", help="the original photo")
+    p.add_argument("transform", metavar="TRANSFORM", help="transforms.json from `stylestudio align` (or one transform)")
+    p.add_argument("--out", default=None,
+                   help="output image (default: <ORIGINAL stem>_pasted.png next to ALIGNED_EDIT)")
+    p.add_argument("--face", default=None,
+                   help="which entry of TRANSFORM: the aligned file name (e.g. photo_face1.png) or its index")
+    p.add_argument("--mask", choices=("hull", "ellipse"), default="hull", help="face mask shape (default hull)")
+    p.add_argument("--feather", type=float, default=0.04,
+                   help="mask softness, fraction of the aligned image side (default 0.04)")
+    p.add_argument("--color-match", action="store_true", help="match the face's colour statistics to the photo")
+    p.set_defaults(func=run)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def select_transform(doc, original: str, edit: str, face: str | None) -> dict:
+    """Pick the transform dict for ``original``/``edit`` out of a transforms file's content."""
+    if isinstance(doc, dict) and "quad" in doc:
+        return doc
+    if isinstance(doc, dict) and "transform" in doc and "items" not in doc:
+        return doc["transform"]
+    items = doc.get("items") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items:
+        raise StudioError("TRANSFORM is not a transforms file from `stylestudio align` (no 'items')")
+    if face is not None:
+        if face.isdigit() and not any(it.get("output") == face for it in items):
+            idx = int(face)
+            if idx >= len(items):
+                raise StudioError(f"--face {idx}: TRANSFORM has only {len(items)} entries")
+            return items[idx]["transform"]
+        hits = [it for it in items if it.get("output") == face or Path(it.get("output", "")).stem == face]
+        if not hits:
+            raise StudioError(f"--face {face!r} not in TRANSFORM; entries: {[it.get('output') for it in items]}")
+        return hits[0]["transform"]
+    cands = [it for it in items if _same_file(it.get("input", ""), original)] or \
+            [it for it in items if Path(it.get("input", "")).name == Path(original).name]
+    if len(cands) > 1:  # several faces of this photo: use the aligned file's name
+        stem = Path(edit).stem
+        named = [it for it in cands if Path(it.get("output", "")).stem == stem] or \
+                [it for it in cands if stem.startswith(Path(it.get("output", "")).stem)]
+        if len(named) >= 1:
+            cands = named[:1] if len(named) == 1 else [max(named, key=lambda it: len(it["output"]))]
+    if len(cands) == 1:
+        return cands[0]["transform"]
+    if not cands and len(items) == 1:
+        return items[0]["transform"]
+    names = [it.get("output") for it in (cands or items)]
+    raise StudioError(f"cannot tell which face of TRANSFORM to use; pass --face with one of {names}")
+
+
+def run(args) -> int:
+    from studio.core.align import AlignTransform
+    from studio.core.imageio import load_image, save_image
+    from studio.core.paste import paste_back
+
+    try:
+        doc = json.loads(Path(args.transform).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StudioError(f"{args.transform}: transform file not found") from None
+    except (OSError, ValueError) as e:
+        raise StudioError(f"{args.transform}: not a readable JSON file ({e})") from None
+    tf = AlignTransform.from_dict(select_transform(doc, args.original, args.edit, args.face))
+    photo, _ = load_image(args.original)
+    edit, _ = load_image(args.edit)
+    if edit.shape[0] != edit.shape[1]:
+        raise ImageError(args.edit, f"the edited face must be a square aligned image, got "
+                                    f"{edit.shape[1]}x{edit.shape[0]}")
+    if not 0.0 <= args.feather <= 0.5:
+        raise StudioError(f"--feather must be between 0 and 0.5, got {args.feather}")
+    out = paste_back(photo, edit, tf, mask=args.mask, feather=args.feather, color_match=args.color_match)
+    dest = Path(args.out) if args.out else Path(args.edit).parent / f"{Path(args.original).stem}_pasted.png"
+    save_image(dest, out)
+    print(f"wrote {dest}")
+    return 0

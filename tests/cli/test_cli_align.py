@@ -1,0 +1,119 @@
+"""``stylestudio align`` and ``stylestudio paste`` run in-process through ``studio.cli.main``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.cli import main
+from studio.core.imageio import load_image
+from tests.conftest import DATA, FIXTURES
+
+FACES = DATA / "faces"
+
+
+def test_align_then_paste_round_trip(tmp_path, capsys):
+    src = FACES / "astronaut.png"
+    out = tmp_path / "aligned"
+    assert main(["align", str(src), "--out", str(out), "--size", "128"]) == 0
+    aligned = out / "astronaut.png"
+    img = np.asarray(Image.open(aligned))
+    assert img.shape == (128, 128, 3)
+    doc = json.loads((out / "transforms.json").read_text())
+    assert doc["size"] == 128 and doc["profile"]["name"] == "ffhq" and len(doc["items"]) == 1
+    item = doc["items"][0]
+    assert item["output"] == "astronaut.png" and item["transform"]["output_size"] == 128
+    assert item["score"] > 0.5
+
+    dest = tmp_path / "pasted.png"
+    assert main(["paste", str(aligned), str(src), str(out / "transforms.json"), "--out", str(dest)]) == 0
+    pasted = load_image(dest)[0]
+    orig = load_image(src)[0]
+    assert pasted.shape == orig.shape
+    changed = (pasted != orig).any(axis=2)
+    ys, xs = np.nonzero(changed)
+    # only the face region (README: x 170-280, y 60-185) may change
+    assert xs.min() > 120 and xs.max() < 330 and ys.min() > 10 and ys.max() < 240
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_all_faces_and_failures(tmp_path, capsys):
+    out = tmp_path / "o"
+    rc = main(["align", str(FACES / "two_faces_celebahq.jpg"), str(FACES / "noface_coffee.png"),
+               "--out", str(out), "--all-faces", "--size", "64"])
+    assert rc == 1  # one input had no face; the other was still written
+    err = capsys.readouterr().err
+    assert "noface_coffee.png" in err and "no face" in err
+    doc = json.loads((out / "transforms.json").read_text())
+    assert [it["output"] for it in doc["items"]] == ["two_faces_celebahq_face0.png", "two_faces_celebahq_face1.png"]
+    assert (out / "two_faces_celebahq_face1.png").is_file()
+    # paste needs to know which face: the aligned file's name tells it
+    orig = FACES / "two_faces_celebahq.jpg"
+    edit = out / "two_faces_celebahq_face1.png"
+    assert main(["paste", str(edit), str(orig), str(out / "transforms.json"), "--out", str(tmp_path / "p.jpg")]) == 0
+    # a renamed edit is ambiguous: one-line error asking for --face
+    renamed = tmp_path / "edited.png"
+    shutil.copy(edit, renamed)
+    assert main(["paste", str(renamed), str(orig), str(out / "transforms.json")]) == 2
+    assert "--face" in capsys.readouterr().err
+    assert main(["paste", str(renamed), str(orig), str(out / "transforms.json"), "--face", "1",
+                 "--mask", "ellipse", "--color-match"]) == 0
+    assert (tmp_path / "two_faces_celebahq_pasted.png").is_file()
+
+
+def test_exif_rotated_phone_photo(tmp_path):
+    upright = load_image(FACES / "astronaut.png")[0]
+    stored = np.rot90(upright, 1)  # what the sensor stored; orientation 6 turns it back upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    phone = tmp_path / "IMG_1234.JPG"
+    Image.fromarray(np.ascontiguousarray(stored)).save(phone, "JPEG", quality=95, exif=exif.tobytes())
+    out = tmp_path / "o"
+    assert main(["align", str(phone), "--out", str(out), "--size", "64"]) == 0
+    item = json.loads((out / "transforms.json").read_text())["items"][0]
+    assert item["exif_orientation"] == 6 and item["transform"]["input_size"] == [512, 512]
+    box = item["box"]
+    assert 170 < (box[0] + box[2]) / 2 < 280 and 60 < (box[1] + box[3]) / 2 < 185  # found upright
+    assert main(["paste", str(out / "IMG_1234.png"), str(phone), str(out / "transforms.json"),
+                 "--out", str(tmp_path / "r.png")]) == 0
+    assert load_image(tmp_path / "r.png")[0].shape == (512, 512, 3)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    src = str(FACES / "astronaut.png")
+    assert main(["align", src, "--out", str(tmp_path), "--profile", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stylestudio align: error:") and "\n" not in err
+    assert main(["align", src, "--out", str(tmp_path), "--size", "4"]) == 2
+    assert main(["paste", src, src, str(tmp_path / "missing.json")]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "t.json").write_text("{}")
+    assert main(["paste", src, src, str(tmp_path / "t.json")]) == 2
+
+
+def test_profile_from_json_file(tmp_path):
+    prof = tmp_path / "pack_profile.json"
+    prof.write_text(json.dumps({"name": "loose", "output_size": 96, "zoom": 1.25}))
+    out = tmp_path / "o"
+    assert main(["align", str(FACES / "astronaut.png"), "--out", str(out), "--profile", str(prof)]) == 0
+    doc = json.loads((out / "transforms.json").read_text())
+    assert doc["size"] == 96 and doc["profile"]["zoom"] == 1.25
+    assert np.asarray(Image.open(out / "astronaut.png")).shape == (96, 96, 3)
+
+
+@pytest.mark.fixtures
+def test_official_mode_reproduces_fixture(tmp_path):
+    d = FIXTURES / "ffhq_align"
+    cases = sorted(p for p in d.iterdir() if (p / "aligned_256.png").is_file()) if d.is_dir() else []
+    if not cases:
+        pytest.skip("no ffhq_align fixtures")
+    for case in cases:
+        out = tmp_path / case.name
+        assert main(["align", str(case / "input.png"), "--out", str(out), "--official"]) == 0
+        got = np.asarray(Image.open(out / "input.png"))
+        want = np.asarray(Image.open(case / "aligned_256.png").convert("RGB"))
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
