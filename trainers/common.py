@@ -12,7 +12,6 @@ import re
 import resource
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from studio.core.errors import StudioError
+from studio.core.fileio import atomic_write_bytes  # noqa: F401 (re-exported for trainers)
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +69,6 @@ def barrier() -> None:
 
 # ----------------------------------------------------------------------------
 # Files
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + fsync + rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -23,10 +23,9 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -309,27 +308,44 @@ class Trainer:
     # -- one training step ---------------------------------------------------------------------
 
     def train_step(self) -> dict[str, float]:
-        cfg, B = self.cfg, self.cfg.batch
-        stats: dict[str, float] = {}
-        projected = cfg.d == "projected"
-        d_loss_fn = losses.d_hinge if projected else losses.d_logistic
-        g_loss_fn = losses.g_hinge if projected else losses.g_nonsaturating
+        """One minibatch: D main (+ lazy R1), G main (+ lazy path length), then EMA and augment p.
 
-        # D main: reals vs detached fakes.
-        phase = torch.profiler.record_function  # named scopes for torch.profiler (no cost otherwise)
-        scope = phase("D_main")
-        scope.__enter__()
+        The phases draw their randomness in a fixed order from ``self.gen`` (resume is exact).
+        """
+        cfg = self.cfg
+        stats: dict[str, float] = {}
+        real = self._phase("D_main", self._d_main, stats)
+        if cfg.d == "residual" and self.r1_gamma > 0 and cfg.r1_every > 0 and self.step % cfg.r1_every == 0:
+            self._phase("D_r1", self._d_r1, stats, real)
+        self._phase("G_main", self._g_main, stats)
+        if cfg.pl_weight > 0 and cfg.pl_every > 0 and self.step % cfg.pl_every == 0:
+            self._phase("G_pl", self._g_pl, stats)
+        self.cur_nimg += cfg.batch
+        losses.update_ema(self.G_ema, self.G, losses.ema_beta(cfg.batch, self.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
+        self.ada.step(cfg.batch)
+        stats["augment_p"] = self.ada.p
+        self.step += 1
+        return stats
+
+    @staticmethod
+    def _phase(name: str, fn, *args):
+        with torch.profiler.record_function(name):  # named scopes for torch.profiler (free otherwise)
+            return fn(*args)
+
+    def _d_main(self, stats: dict) -> torch.Tensor:
+        """D on augmented reals vs augmented detached fakes; returns the (un-augmented) reals."""
+        projected = self.cfg.d == "projected"
         self.D.requires_grad_(True)
         if projected:
             self.D.features.requires_grad_(False)
         real = self._real_batch()
-        z, z2, cutoff, noises = self._gen_inputs(B)
+        z, z2, cutoff, noises = self._gen_inputs(self.cfg.batch)
         with torch.no_grad():
             fake, _, _ = TrainG(self.G)(z, z2, cutoff, noises)
-        do_r1 = (not projected) and self.r1_gamma > 0 and cfg.r1_every > 0 and self.step % cfg.r1_every == 0
         real_logits = self.D_ddp(self._aug(real))
         fake_logits = self.D_ddp(self._aug(fake))
-        d_loss = d_loss_fn(real_logits, fake_logits).mean()
+        loss_fn = losses.d_hinge if projected else losses.d_logistic
+        d_loss = loss_fn(real_logits, fake_logits).mean()
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_D.step()
@@ -337,59 +353,47 @@ class Trainer:
         sign = all_reduce_mean(real_logits.detach().sign().mean()).item()
         self.ada.accumulate(sign)
         stats["d_real_sign"] = sign
-        scope.__exit__(None, None, None)
-        if do_r1:
-            scope = phase("D_r1")
-            scope.__enter__()
-            real_r = real.detach().requires_grad_(True)
-            logits = self.D_ddp(self._aug(real_r))
-            r1 = losses.r1_penalty(real_r, logits)
-            # "+ 0 * logits": every D parameter takes part (R1 does not reach the last bias; DDP needs all).
-            loss = (r1 * (self.r1_gamma / 2) * cfg.r1_every + 0 * logits.squeeze(1)).mean()
-            self.opt_D.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_D.step()
-            stats["r1"] = r1.mean().item()
-            scope.__exit__(None, None, None)
+        return real
 
-        # G main.
-        scope = phase("G_main")
-        scope.__enter__()
+    def _d_r1(self, stats: dict, real: torch.Tensor) -> None:
+        real_r = real.detach().requires_grad_(True)
+        logits = self.D_ddp(self._aug(real_r))
+        r1 = losses.r1_penalty(real_r, logits)
+        # "+ 0 * logits": every D parameter takes part (R1 does not reach the last bias; DDP needs all).
+        loss = (r1 * (self.r1_gamma / 2) * self.cfg.r1_every + 0 * logits.squeeze(1)).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        stats["r1"] = r1.mean().item()
+
+    def _g_main(self, stats: dict) -> None:
         self.D.requires_grad_(False)
-        z, z2, cutoff, noises = self._gen_inputs(B)
+        z, z2, cutoff, noises = self._gen_inputs(self.cfg.batch)
         fake, _, w = self.G_ddp(z, z2, cutoff, noises)
-        g_loss = g_loss_fn(self.D(self._aug(fake))).mean()  # D is frozen here: no DDP sync needed
+        loss_fn = losses.g_hinge if self.cfg.d == "projected" else losses.g_nonsaturating
+        g_loss = loss_fn(self.D(self._aug(fake))).mean()  # D is frozen here: no DDP sync needed
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_G.step()
         stats["loss_g"] = g_loss.item()
         self.G.mapping.update_w_avg(all_reduce_mean(w.detach().mean(0, keepdim=True)))
-        scope.__exit__(None, None, None)
-        if cfg.pl_weight > 0 and cfg.pl_every > 0 and self.step % cfg.pl_every == 0:
-            scope = phase("G_pl")
-            scope.__enter__()
-            Bp = max(B // cfg.pl_batch_shrink, self.world)
-            Bp -= Bp % self.world
-            z, z2, cutoff, noises = self._gen_inputs(Bp)
-            img, ws, _ = self.G_ddp(z, z2, cutoff, noises)
-            y = losses.pl_noise([Bp, *img.shape[1:]], self.gen, self.sl, self.device)
-            pen, lengths, self.pl_mean = losses.path_length_penalty(img, ws, self.pl_mean, noise=y,
-                                                                    decay=cfg.pl_decay, reduce_mean=all_reduce_mean)
-            loss = (pen * cfg.pl_weight * cfg.pl_every + 0 * img[:, 0, 0, 0]).mean()
-            self.opt_G.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_G.step()
-            stats["pl_penalty"] = pen.mean().item()
-            stats["pl_mean"] = self.pl_mean.item()
-            scope.__exit__(None, None, None)
 
-        # EMA, augmentation strength, counters.
-        self.cur_nimg += B
-        losses.update_ema(self.G_ema, self.G, losses.ema_beta(B, self.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
-        self.ada.step(B)
-        stats["augment_p"] = self.ada.p
-        self.step += 1
-        return stats
+    def _g_pl(self, stats: dict) -> None:
+        cfg = self.cfg
+        Bp = max(cfg.batch // cfg.pl_batch_shrink, self.world)
+        Bp -= Bp % self.world
+        z, z2, cutoff, noises = self._gen_inputs(Bp)
+        img, ws, _ = self.G_ddp(z, z2, cutoff, noises)
+        y = losses.pl_noise([Bp, *img.shape[1:]], self.gen, self.sl, self.device)
+        pen, _, self.pl_mean = losses.path_length_penalty(img, ws, self.pl_mean, noise=y, decay=cfg.pl_decay,
+                                                          reduce_mean=all_reduce_mean)
+        # "+ 0 * img": keeps every G parameter in the graph for DDP (as NVIDIA's loss does).
+        loss = (pen * cfg.pl_weight * cfg.pl_every + 0 * img[:, 0, 0, 0]).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        stats["pl_penalty"] = pen.mean().item()
+        stats["pl_mean"] = self.pl_mean.item()
 
     # -- persistence -----------------------------------------------------------------------------
 

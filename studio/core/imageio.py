@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from studio.core.fileio import atomic_write_bytes
 from studio.core.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -166,16 +166,9 @@ def save_image(path: PathLike, img: np.ndarray | Image.Image, *, quality: int = 
     if fmt == "PNG":
         kwargs["compress_level"] = 6
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                Image.fromarray(arr, "RGB").save(f, format=fmt, **kwargs)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        buf = io.BytesIO()
+        Image.fromarray(arr, "RGB").save(buf, format=fmt, **kwargs)
+        atomic_write_bytes(path, buf.getvalue())
     except OSError as e:
         raise ImageError(path, f"cannot write the image ({e.strerror or e}); check the folder exists and is writable") from None
     return path

@@ -19,8 +19,6 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 
 from studio import __version__
 from studio.core.errors import CheckpointError
+from studio.core.fileio import atomic_write_bytes
 from studio.core.formats.base import STYLESTUDIO, ModelBundle
 from studio.core.latent import layer_groups
 from studio.core.nets import build, class_name_of
@@ -50,23 +49,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -146,7 +128,7 @@ def save(bundle: ModelBundle, out: str | Path, *, extra_manifest: dict | None = 
         tensors = {f"{name}/{k}": v for name, net in nets.items() for k, v in _state(net).items()}
         tensors.update({f"extra/{k}": v for k, v in extra_tensors.items()})
         man["layout"] = "single-file"
-        _atomic_write_bytes(out, st_save(tensors, metadata={META_KEY: json.dumps(man)}))
+        atomic_write_bytes(out, st_save(tensors, metadata={META_KEY: json.dumps(man)}))
         return out
     out.mkdir(parents=True, exist_ok=True)
     man["layout"] = "directory"
@@ -155,10 +137,10 @@ def save(bundle: ModelBundle, out: str | Path, *, extra_manifest: dict | None = 
         files["extra"] = extra_tensors
     for name, tensors in files.items():
         fpath = out / f"{name}.safetensors"
-        _atomic_write_bytes(fpath, st_save(tensors, metadata={"network": name}))
+        atomic_write_bytes(fpath, st_save(tensors, metadata={"network": name}))
         entry = man["networks"].setdefault(name, {}) if name != "extra" else man.setdefault("extra", {})
         entry.update(file=fpath.name, sha256=_sha256(fpath))
-    _atomic_write_bytes(out / MANIFEST, (json.dumps(man, indent=1) + "\n").encode())
+    atomic_write_bytes(out / MANIFEST, (json.dumps(man, indent=1) + "\n").encode())
     return out
 
 

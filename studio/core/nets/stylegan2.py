@@ -11,12 +11,11 @@ non-persistent buffers (never read from files). Channels per resolution are
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from studio.core.nets import ops
 
