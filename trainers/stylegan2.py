@@ -118,6 +118,10 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     ap.add_argument("--data", help="folder of face images (e.g. ../shared/data/utkface/images)")
     ap.add_argument("--cfg", default="cpu64", choices=sorted(PRESETS), help="architecture preset")
     ap.add_argument("--resume", help="run directory to continue (its config is used)")
+    ap.add_argument("--resume-compact", metavar="FILE",
+                    help="start a new run from a compact snapshot (e.g. trainers/pack/generator-resume.safetensors)")
+    ap.add_argument("--export-compact", nargs=2, metavar=("RUN_DIR", "OUT"),
+                    help="write RUN_DIR's latest snapshot as a compact file and exit")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--no-tqdm", action="store_true")
     skip = {"data", "cfg"}
@@ -128,6 +132,18 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         ap.add_argument(flag, type=_converter(str(f.type)), default=None,
                         metavar="BOOL" if str(f.type) == "bool" else None)
     args = ap.parse_args(argv)
+    if args.export_compact or args.resume_compact:
+        if args.export_compact:
+            return TrainConfig(), args
+        meta, _ = read_compact(args.resume_compact)
+        cfg = TrainConfig(**meta["config"])
+        for f in dataclasses.fields(TrainConfig):
+            v = getattr(args, f.name, None)
+            if f.name not in skip and v is not None:
+                setattr(cfg, f.name, v)
+        if args.data:
+            cfg.data = args.data
+        return cfg, args
     if args.resume:
         cfg_path = Path(args.resume) / "config.json"
         if not cfg_path.is_file():
@@ -273,7 +289,9 @@ class Trainer:
                 warnings.simplefilter("ignore", FutureWarning)  # broadcast_buffers naming
                 self.G_ddp = DDP(self.G_ddp, broadcast_buffers=False)
                 self.D_ddp = DDP(self.D, broadcast_buffers=False)
-        if resume_from is not None:
+        if resume_from is not None and Path(resume_from).suffix == ".safetensors":
+            self._load_compact(Path(resume_from))
+        elif resume_from is not None:
             self._load_resume(Path(resume_from))
         self._last_eval_nimg = -1
         self._last_snap_nimg = -1
@@ -425,6 +443,23 @@ class Trainer:
         self.stream.load_state_dict(st["stream"])
         self.best_fd = float(st["best_fd"])
         self.fd_history = json.loads(st["fd_history"])
+
+    def _load_compact(self, path: Path) -> None:
+        meta, nets = read_compact(path)
+        for name, net in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
+            ours = net.state_dict()
+            src = nets.get(name, {})
+            missing = [k for k in ours if k not in src and not k.startswith("features.")]
+            if missing or set(src) - set(ours):
+                raise UserError(f"--resume-compact: {path} does not fit this config ({name}: missing {missing[:3]})")
+            net.load_state_dict({**ours, **{k: v.to(ours[k].dtype) for k, v in src.items()}})
+        self.ada.load_state_dict(meta["ada"])
+        self.pl_mean = torch.tensor(float(meta["pl_mean"]), device=self.device)
+        self.step, self.cur_nimg = int(meta["step"]), int(meta["cur_nimg"])
+        self.gen.set_state(torch.frombuffer(bytearray(bytes.fromhex(meta["rng"])), dtype=torch.uint8))
+        self.stream.load_state_dict(meta["stream"])
+        self.best_fd = float(meta["best_fd"])
+        self.fd_history = json.loads(meta["fd_history"])
 
     def save_snapshot(self, *, reason: str) -> None:
         """Resume snapshot (always) and a network snapshot of G_ema in our format."""
@@ -586,10 +621,63 @@ class Trainer:
         barrier()
 
 
+# ----------------------------------------------------------------------------
+# Compact snapshots: what a run needs to continue, small enough to keep in git (trainers/pack/).
+
+COMPACT_FORMAT = "stylestudio-gan-compact"
+
+
+def export_compact(run_dir: str | Path, out: str | Path) -> Path:
+    """G, G_ema and D's trainable weights in float16 + counters, augment p and RNG state, as one
+    safetensors file. Adam's moments are left out (beta1 = 0; the second moment re-warms in ~100
+    steps), so continuing from it is close to, not bit-identical with, ``--resume``."""
+    from safetensors.torch import save as st_save
+
+    from studio.core.formats import safe_torch_load
+
+    run_dir = Path(run_dir)
+    st = safe_torch_load(run_dir / "resume.pt")
+    cfg = json.loads((run_dir / "config.json").read_text())["train"]
+    tensors = {}
+    for net in ("G", "G_ema", "D"):
+        for k, v in st[net].items():
+            if net == "D" and k.startswith("features."):
+                continue  # the frozen ImageNet backbone of the projected D is rebuilt from its weights
+            tensors[f"{net}/{k}"] = v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+    meta = {"format": COMPACT_FORMAT, "config": cfg, "step": int(st["step"]), "cur_nimg": int(st["cur_nimg"]),
+            "ada": st["ada"], "pl_mean": float(st["pl_mean"]), "stream": st["stream"],
+            "rng": bytes(st["rng"].numpy()).hex(), "best_fd": float(st["best_fd"]), "fd_history": st["fd_history"],
+            "source_run": run_dir.name}
+    out = Path(out)
+    atomic_write_bytes(out, st_save(tensors, metadata={"stylestudio": json.dumps(meta)}))
+    return out
+
+
+def read_compact(path: str | Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("stylestudio", "{}"))
+            nets: dict[str, dict[str, torch.Tensor]] = {}
+            for k in f.keys():
+                net, _, name = k.partition("/")
+                nets.setdefault(net, {})[name] = f.get_tensor(k)
+    except Exception as e:
+        raise UserError(f"--resume-compact: cannot read {path}: {e}") from None
+    if meta.get("format") != COMPACT_FORMAT:
+        raise UserError(f"--resume-compact: {path} is not a StyleStudio compact GAN snapshot")
+    return meta, nets
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg, args = parse_args(argv)
+        if args.export_compact:
+            out = export_compact(*args.export_compact)
+            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+            return 0
         if args.dry_run:
             print(json.dumps(asdict(cfg), indent=1))
             return 0
@@ -601,6 +689,7 @@ def main(argv=None) -> int:
             if not resume_from.is_file():
                 resume_from = None  # killed before the first snapshot: start over in the same folder
         elif is_rank0:
+            resume_from = Path(args.resume_compact) if args.resume_compact else None
             data = Path(cfg.data)
             name = data.resolve().parent.name if data.name == "images" else data.name
             run_dir = new_run_dir(cfg.out, cfg.desc or f"{name}-{cfg.cfg}-{cfg.d}")
@@ -608,6 +697,7 @@ def main(argv=None) -> int:
                                                        "torch": torch.__version__})
         else:
             run_dir = None
+            resume_from = Path(args.resume_compact) if args.resume_compact else None
         if is_rank0:
             fh = logging.FileHandler(run_dir / "log.txt")
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
