@@ -76,7 +76,7 @@ class TrainConfig:
     g_channel_max: int = 256
     d_channel_base: int = 2048
     d_channel_max: int = 256
-    d: str = "residual"             # 'residual' (paper) | 'projected' (frozen ImageNet features)
+    d: str = "projected"            # "projected" (frozen ImageNet features; faster to faces) | "residual" (paper)
     d_backbone: str = "alex"        # projected D backbone
     batch: int = 32                 # global batch (all processes)
     kimg: float = 100.0             # stop after this many thousand real images shown

@@ -46,6 +46,7 @@ def tiny_cfg(data_dir, tmp_path, **kw) -> TrainConfig:
     cfg.threads = 1
     cfg.r1_every = 2
     cfg.pl_every = 3
+    cfg.d = "residual"  # the paper's D (R1); the projected D has its own test
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
@@ -102,7 +103,8 @@ def test_resume_is_bit_exact(data_dir, tmp_path):
 def _cli(data_dir, tmp_path, *extra):
     return [sys.executable, "-m", "trainers.stylegan2", "--data", str(data_dir), "--cfg", "tiny", "--out",
             str(tmp_path / "runs"), "--data-cache", str(tmp_path / "cache"), "--fd-samples", "0",
-            "--metrics-every-kimg", "0", "--no-tqdm", "--threads", "1", "--heldout-fraction", "0.1", *extra]
+            "--metrics-every-kimg", "0", "--no-tqdm", "--threads", "1", "--heldout-fraction", "0.1", "--d", "residual",
+            *extra]
 
 
 def _env():
@@ -195,3 +197,19 @@ def test_compact_snapshot_round_trip(data_dir, tmp_path):
     assert torch.equal(b.gen.get_state(), a.gen.get_state())
     b.train_step()  # and it trains on
     assert b.step == a.step + 1
+
+
+def test_projected_discriminator_trains(data_dir, tmp_path):
+    from studio.core.nets.perceptual import default_weight_dirs
+
+    if not any((d / "alexnet_features_fp16.pth").is_file() for d in default_weight_dirs()):
+        pytest.skip("AlexNet feature weights not available")
+    t = Trainer(tiny_cfg(data_dir, tmp_path, d="projected"), None, tqdm_bar=False)
+    backbone = {k: v.clone() for k, v in t.D.features.state_dict().items()}
+    heads = {k: v.clone() for k, v in t.D.heads.state_dict().items()}
+    g0 = {k: v.clone() for k, v in t.G.state_dict().items()}
+    stats = [t.train_step() for _ in range(3)]
+    assert all("r1" not in s for s in stats)  # hinge loss, no R1
+    assert all(torch.equal(v, t.D.features.state_dict()[k]) for k, v in backbone.items())  # frozen
+    assert any(not torch.equal(v, t.D.heads.state_dict()[k]) for k, v in heads.items())  # heads train
+    assert any(not torch.equal(v, t.G.state_dict()[k]) for k, v in g0.items())  # G gets gradients through it
