@@ -489,7 +489,7 @@ class Trainer:
     def sample_grid(self) -> None:
         if not is_main() or self.run_dir is None:
             return
-        from studio.cli.cmd_generate import make_grid, to_uint8
+        from studio.core.tensors import make_grid, to_uint8
 
         with torch.no_grad():
             img = self.G_ema.synthesis(self.G_ema.map(self.grid_z.to(self.device)), noise_mode="const")

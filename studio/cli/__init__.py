@@ -23,6 +23,8 @@ _COMMANDS = [
     "align",
     "paste",
     "train",
+    "edit",
+    "directions",
 ]
 
 

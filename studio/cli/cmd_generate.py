@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from studio.core.formats import load_checkpoint
+from studio.core.tensors import make_grid, pick_device, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +29,6 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--save-latents", action="store_true", help="also write each seed's W+ as .npy")
     p.set_defaults(func=run)
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
-    x = (img.detach().float().clamp(-1, 1) + 1) * 127.5
-    return x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def make_grid(imgs: np.ndarray, cols: int | None = None) -> np.ndarray:
-    n, h, w, c = imgs.shape
-    cols = cols or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    grid = np.zeros((rows * h, cols * w, c), dtype=imgs.dtype)
-    for i, im in enumerate(imgs):
-        r, q = divmod(i, cols)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = im
-    return grid
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def run(args) -> int:

@@ -38,3 +38,25 @@ class NoFaceError(StudioError):
         self.reason = message
         where = f"{self.path}: " if self.path else ""
         super().__init__(f"{where}{message}")
+
+
+class DirectionError(StudioError):
+    """An edit direction could not be used: wrong size for the loaded generator, unreadable file,
+    degenerate data (e.g. one class only), or an unknown name."""
+
+    def __init__(self, message: str, *, path=None):
+        self.path = str(path) if path is not None else None
+        self.reason = message
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}{message}")
+
+
+class ProjectError(StudioError):
+    """A ``.stylestudio`` project could not be saved or reopened (corrupt, other version, or made
+    with a different model than the one loaded)."""
+
+    def __init__(self, message: str, *, path=None):
+        self.path = str(path) if path is not None else None
+        self.reason = message
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}{message}")

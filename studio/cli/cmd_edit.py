@@ -1,0 +1,298 @@
+"""``stylestudio edit LATENT_OR_PROJECT --direction age=+2 --mix ref.npy:coarse=1 --out x.png``.
+
+Applies direction edits, style mixing and truncation to a latent (``.npy``: W [w_dim] or W+
+[num_ws, w_dim] / [1, num_ws, w_dim]) or reopens a ``.stylestudio`` project, and renders the result
+at full resolution. Photos need the inversion toolkit (see :func:`latent_from_image`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from studio.core.errors import DirectionError, StudioError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "edit", help="edit a latent with directions and style mixing, render it",
+        description="Edit a latent (.npy W or W+) or a .stylestudio project and render it at full resolution. "
+                    "Directions: names from --directions files, sefa<K> / pc<K> (SeFa / GANSpace component K of "
+                    "the model, computed on the fly) or a path to an InterFaceGAN .npy boundary. Rows: coarse, "
+                    "medium, fine, or W+ indices like 0-3 (inclusive).")
+    p.add_argument("input", help="latent .npy, .stylestudio project (or a photo, once inversion exists)")
+    p.add_argument("--model", default=None,
+                   help="model file (default: the project's model, else the embedded pack)")
+    p.add_argument("--directions", action="append", default=[], metavar="FILE",
+                   help="load directions from an InterFaceGAN .npy or GANSpace .npz file (repeatable)")
+    p.add_argument("--direction", action="append", default=[], metavar="NAME=AMOUNT[@ROWS]",
+                   help="apply AMOUNT (W units) of direction NAME, optionally on ROWS only (repeatable)")
+    p.add_argument("--condition", action="append", default=[], metavar="NAME:OTHER[,OTHER]",
+                   help="project OTHER directions out of NAME (conditional manipulation; repeatable)")
+    p.add_argument("--mix", action="append", default=[], metavar="REF.npy:SPEC",
+                   help="style mixing from a reference latent; SPEC like coarse=1,fine=0.5 or 0-3=1,8=0.5")
+    p.add_argument("--psi", type=float, default=None, help="truncation psi towards w_avg (1 = none)")
+    p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N W+ rows")
+    p.add_argument("--out", default="edit.png", help="output image (default edit.png)")
+    p.add_argument("--save-project", default=None, metavar="FILE.stylestudio", help="also save the edit as a project")
+    p.add_argument("--save-latent", default=None, metavar="FILE.npy", help="also write the edited W+ [num_ws, w_dim]")
+    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------
+# Parsing (pure)
+
+
+def parse_rows(text: str, num_ws: int) -> tuple[int, int]:
+    """'coarse' | 'medium' | 'fine' | 'A-B' (inclusive) | 'A' -> half-open W+ range."""
+    from studio.core.latent import layer_groups, resolve_span
+
+    text = text.strip()
+    groups = layer_groups(num_ws)
+    if text in groups:
+        a, b = groups[text]
+        if a == b:
+            raise StudioError(f"the {text} group is empty for a model with {num_ws} W+ rows")
+        return a, b
+    try:
+        if "-" in text:
+            a, b = (int(v) for v in text.split("-", 1))
+        else:
+            a = b = int(text)
+        return resolve_span((a, b + 1), num_ws)
+    except ValueError as e:
+        raise StudioError(f"rows {text!r}: {e}; use coarse, medium, fine or W+ indices like 0-3") from None
+
+
+def parse_direction_spec(spec: str) -> tuple[str, float, str | None]:
+    """'age=+2' -> ('age', 2.0, None); 'pc3=-1.5@fine' -> ('pc3', -1.5, 'fine')."""
+    if "=" not in spec:
+        raise StudioError(f"--direction {spec!r}: expected NAME=AMOUNT, e.g. age=+2")
+    name, rest = spec.rsplit("=", 1)
+    rows = None
+    if "@" in rest:
+        rest, rows = rest.split("@", 1)
+    try:
+        amount = float(rest)
+    except ValueError:
+        raise StudioError(f"--direction {spec!r}: {rest!r} is not a number") from None
+    if not name:
+        raise StudioError(f"--direction {spec!r}: missing name")
+    return name, amount, rows
+
+
+def parse_mix_spec(spec: str, num_ws: int) -> tuple[str, dict[str, float], dict[int, float]]:
+    """'ref.npy:coarse=1,8-9=0.5' -> (path, group strengths, per-row strengths)."""
+    from studio.core.latent import GROUPS
+
+    if ":" not in spec:
+        raise StudioError(f"--mix {spec!r}: expected REF.npy:SPEC, e.g. ref.npy:coarse=1")
+    path, body = spec.rsplit(":", 1)
+    groups: dict[str, float] = {}
+    rows: dict[int, float] = {}
+    for tok in filter(None, (t.strip() for t in body.split(","))):
+        if "=" not in tok:
+            raise StudioError(f"--mix {spec!r}: {tok!r} should be GROUP=STRENGTH or ROWS=STRENGTH")
+        key, val = tok.rsplit("=", 1)
+        try:
+            s = float(val)
+        except ValueError:
+            raise StudioError(f"--mix {spec!r}: {val!r} is not a number") from None
+        if not 0 <= s <= 1:
+            raise StudioError(f"--mix {spec!r}: strengths lie in [0, 1], got {s}")
+        if key in GROUPS:
+            groups[key] = s
+        else:
+            a, b = parse_rows(key, num_ws)
+            rows.update({i: s for i in range(a, b)})
+    if not groups and not rows:
+        raise StudioError(f"--mix {spec!r}: no strengths given")
+    return path, groups, rows
+
+
+# ----------------------------------------------------------------------------
+# Inputs
+
+
+def latent_from_image(path: Path, bundle) -> np.ndarray:
+    """Hook for the inversion toolkit: align and invert a photo to W+ [num_ws, w_dim]."""
+    raise StudioError(f"{path}: editing a photo needs image inversion (face alignment + encoder/optimisation), "
+                      "which comes with the inversion toolkit. For now pass a latent .npy (e.g. from "
+                      "`stylestudio generate --save-latents`) or a .stylestudio project.")
+
+
+def load_latent(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    try:
+        a = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise StudioError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise StudioError(f"{path}: not a readable .npy latent ({e})") from None
+    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+        raise StudioError(f"{path}: expected a float array (W [w_dim] or W+ [num_ws, w_dim])")
+    return a.astype(np.float32)
+
+
+def _is_project(path: Path) -> bool:
+    return path.suffix == ".stylestudio" or (path.is_file() and path.suffix != ".npy" and zipfile.is_zipfile(path))
+
+
+def _project_model_path(path: Path) -> str | None:
+    """The model path a project recorded, if that file is still there (else None; --model is needed)."""
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("project.json"))
+        p = (meta.get("model") or {}).get("path")
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        return None  # EditSession.load reports the problem
+    if p and not Path(p).exists():
+        log.warning("the project's model %s is not there; using --model or the default pack", p)
+        return None
+    return p or None
+
+
+class DirectionLibrary:
+    """Directions by name: loaded files, sefa<K> / pc<K> computed from the model on demand, or a path."""
+
+    def __init__(self, G):
+        self.G = G
+        self.named: dict = {}
+        self._sefa = None
+        self._ganspace = None
+
+    def load_file(self, path: str) -> None:
+        from studio.core.directions import load_directions
+
+        for d in load_directions(path, w_dim=self.G.w_dim, num_ws=self.G.num_ws):
+            self.named[d.name] = d
+
+    def get(self, name: str):
+        from studio.core.directions import ganspace, load_interfacegan_npy, sefa
+
+        if name in self.named:
+            return self.named[name]
+        for prefix in ("sefa", "pc"):
+            if name.startswith(prefix) and name[len(prefix):].lstrip(":").isdigit():
+                k = int(name[len(prefix):].lstrip(":"))
+                if prefix == "sefa":
+                    self._sefa = self._sefa or sefa(self.G, k=max(k + 1, 10))
+                    dirs = self._sefa
+                else:
+                    self._ganspace = self._ganspace or ganspace(self.G, k=max(k + 1, 10))
+                    dirs = self._ganspace
+                if k >= len(dirs):
+                    raise DirectionError(f"{name}: the model has only {len(dirs)} components")
+                return dirs[k]
+        if name.endswith(".npy") and Path(name).exists():
+            return load_interfacegan_npy(name, w_dim=self.G.w_dim, num_ws=self.G.num_ws)
+        raise DirectionError(f"unknown direction {name!r}: load it with --directions FILE, use sefa<K> or pc<K>, "
+                             f"or give a boundary .npy path (loaded: {', '.join(self.named) or 'none'})")
+
+
+# ----------------------------------------------------------------------------
+
+
+def run(args) -> int:
+    import torch
+
+    from studio.cli.common import resolve_model
+    from studio.core.directions import condition
+    from studio.core.fileio import atomic_write_bytes
+    from studio.core.formats import load_checkpoint
+    from studio.engine.renderer import pick_device
+    from studio.engine.session import EditSession, ModelIdentity
+
+    inp = Path(args.input)
+    if inp.suffix.lower() in IMAGE_SUFFIXES:
+        model_arg = args.model
+    elif _is_project(inp):
+        model_arg = args.model or _project_model_path(inp)
+    elif inp.suffix.lower() == ".npy":
+        model_arg = args.model
+    else:
+        raise StudioError(f"{inp}: unknown input; pass a latent .npy or a .stylestudio project")
+    bundle = load_checkpoint(resolve_model(model_arg))
+    G = bundle.generator
+    if G is None:
+        raise StudioError(f"{bundle.path}: this file has no generator")
+    device = pick_device(args.device)
+    G = G.to(device).eval()
+    ident = ModelIdentity.from_bundle(bundle)
+
+    if inp.suffix.lower() in IMAGE_SUFFIXES:
+        latent = latent_from_image(inp, bundle)
+        session = EditSession(latent, w_avg=G.w_avg, model=ident)
+    elif _is_project(inp):
+        session = EditSession.load(inp, model=ident)
+    else:
+        session = EditSession(load_latent(inp), w_avg=G.w_avg, model=ident)
+
+    lib = DirectionLibrary(G)
+    for f in args.directions:
+        lib.load_file(f)
+    have = {ad.direction.name for ad in session.directions}
+    for spec in args.direction:
+        name, amount, rows = parse_direction_spec(spec)
+        if name in have and rows is None:
+            session.set_amount(name, amount)
+            continue
+        d = session.directions[session.state.index_of(name)].direction if name in have else lib.get(name)
+        if rows is not None:
+            d = d.with_layers(parse_rows(rows, G.num_ws))
+        if name in have:
+            session.replace_direction(name, d)
+            session.set_amount(name, amount)
+        else:
+            session.add_direction(d, amount)
+            have.add(d.name)
+            if d.name != name:  # a path given as the name
+                log.info("direction %s loaded from %s", d.name, name)
+    for spec in args.condition:
+        if ":" not in spec:
+            raise StudioError(f"--condition {spec!r}: expected NAME:OTHER[,OTHER]")
+        name, others = spec.split(":", 1)
+        if name not in {ad.direction.name for ad in session.directions}:
+            raise StudioError(f"--condition {spec!r}: apply {name!r} with --direction first")
+        d = session.directions[session.state.index_of(name)].direction
+        session.replace_direction(name, condition(d, *[lib.get(o.strip()) for o in others.split(",") if o.strip()]))
+    refs = set()
+    for spec in args.mix:
+        ref_path, groups, rows = parse_mix_spec(spec, G.num_ws)
+        refs.add(ref_path)
+        if len(refs) > 1:
+            raise StudioError("--mix: one reference latent per edit (all --mix options must name the same file)")
+        session.set_reference(load_latent(ref_path))
+        for g, s in groups.items():
+            session.set_mix_strength(g, s)
+        if rows:
+            per = session.mixer.row_strengths()
+            for i, s in rows.items():
+                per[i] = s
+            session.set_layer_strengths(per)
+    if args.psi is not None or args.cutoff is not None:
+        session.set_truncation(1.0 if args.psi is None else args.psi, args.cutoff)
+
+    with torch.inference_mode():
+        out = session.export_image(G, args.out, noise_mode=args.noise_mode, device=device)
+    print(f"wrote {out} ({G.img_resolution}x{G.img_resolution})")
+    if args.save_project:
+        print(f"wrote {session.save(args.save_project)}")
+    if args.save_latent:
+        buf = io.BytesIO()
+        np.save(buf, session.ws().numpy(), allow_pickle=False)
+        atomic_write_bytes(args.save_latent, buf.getvalue())
+        print(f"wrote {args.save_latent}")
+    return 0

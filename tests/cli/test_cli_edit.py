@@ -1,0 +1,135 @@
+"""``stylestudio edit`` and ``stylestudio directions`` (in-process, tiny random model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio.cli import main
+from studio.core import directions as dirs
+from studio.core.formats import ModelBundle, load_checkpoint, stylestudio_fmt
+from studio.core.nets.stylegan2 import Generator
+from studio.engine import EditSession
+
+
+def _model(path, seed=0):
+    torch.manual_seed(seed)
+    G = Generator(z_dim=32, w_dim=32, img_resolution=64, channel_base=512, channel_max=32).eval()
+    G.mapping.w_avg.copy_(torch.randn(32) * 0.1)
+    return stylestudio_fmt.save(ModelBundle(format="stylestudio", path="", generator=G), path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("edit")
+    model = _model(d / "tiny.safetensors")
+    G = load_checkpoint(model).generator
+    with torch.no_grad():
+        ws = G.map(G.sample_z(2, seed=5))
+    np.save(d / "src.npy", ws[0].numpy())            # W+ [num_ws, w_dim]
+    np.save(d / "ref.npy", ws[1, 0].numpy())         # W [w_dim]
+    v = np.random.RandomState(0).randn(32)
+    dirs.save_interfacegan_npy(dirs.Direction("age", v), d / "age_w_boundary.npy")
+    return d, model, G
+
+
+def _img(path):
+    return np.asarray(Image.open(path))
+
+
+def _expected(G, model, build):
+    s = EditSession.for_generator(G, torch.from_numpy(np.load(build["src"])))
+    build["fn"](s)
+    with torch.no_grad():
+        img = G.synthesis(s.ws()[None], noise_mode="const")
+    return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy(), s
+
+
+def test_edit_latent_with_direction_and_mix(files, tmp_path, capsys):
+    d, model, G = files
+    out = tmp_path / "x.png"
+    rc = main(["edit", str(d / "src.npy"), "--model", str(model), "--directions", str(d / "age_w_boundary.npy"),
+               "--direction", "age=+2@fine", "--direction", "sefa1=-1.5", "--mix", f"{d / 'ref.npy'}:coarse=1,medium=0.5",
+               "--out", str(out), "--save-project", str(tmp_path / "p.stylestudio"),
+               "--save-latent", str(tmp_path / "edited.npy")])
+    assert rc == 0, capsys.readouterr().err
+    img = _img(out)
+    assert img.shape == (64, 64, 3)
+
+    def build(s):
+        age = dirs.load_interfacegan_npy(d / "age_w_boundary.npy", w_dim=32).with_layers((8, 10))
+        s.add_direction(age, 2.0)
+        s.add_direction(dirs.sefa(G, k=10)[1], -1.5)
+        s.set_reference(np.load(d / "ref.npy"))
+        s.set_mix_strength("coarse", 1.0)
+        s.set_mix_strength("medium", 0.5)
+
+    expect, s = _expected(G, model, {"src": d / "src.npy", "fn": build})
+    assert np.array_equal(img, expect)
+    assert np.array_equal(np.load(tmp_path / "edited.npy"), s.ws().numpy())
+    # reopening the project (model path recorded) renders the same image
+    out2 = tmp_path / "y.png"
+    assert main(["edit", str(tmp_path / "p.stylestudio"), "--out", str(out2)]) == 0
+    assert np.array_equal(_img(out2), img)
+    # ... and keeps editing: change an amount and add per-row mixing
+    assert main(["edit", str(tmp_path / "p.stylestudio"), "--direction", "age=0", "--mix",
+                 f"{d / 'ref.npy'}:8-9=1", "--psi", "0.7", "--out", str(tmp_path / "z.png")]) == 0
+
+
+def test_edit_errors_are_clear(files, tmp_path, capsys):
+    d, model, G = files
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "face.png")
+    assert main(["edit", str(tmp_path / "face.png"), "--model", str(model)]) == 2
+    assert "inversion toolkit" in capsys.readouterr().err
+    np.save(tmp_path / "big.npy", np.ones((1, 512), np.float32))
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--direction", f"{tmp_path / 'big.npy'}=1",
+                 "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "w_dim=32" in err and "512 values" in err and err.count("\n") == 1
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--direction", "nose=1"]) == 2
+    assert "unknown direction 'nose'" in capsys.readouterr().err
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--mix", f"{d / 'ref.npy'}:coarse=2"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+    np.save(tmp_path / "short.npy", np.ones((3, 32), np.float32))
+    assert main(["edit", str(tmp_path / "short.npy"), "--model", str(model)]) == 2
+    assert "[10, 32]" in capsys.readouterr().err
+    # a project made with another model
+    other = _model(tmp_path / "other.safetensors", seed=1)
+    s = EditSession.for_generator(G, torch.from_numpy(np.load(d / "src.npy")), path=str(model))
+    p = s.save(tmp_path / "p.stylestudio")
+    assert main(["edit", str(p), "--model", str(other), "--out", str(tmp_path / "o.png")]) == 2
+    assert "another model" in capsys.readouterr().err
+
+
+def test_directions_command(files, tmp_path, capsys):
+    d, model, G = files
+    out = tmp_path / "sefa.npz"
+    assert main(["directions", str(model), "--method", "sefa", "--k", "4", "--layers", "coarse", "--out", str(out)]) == 0
+    got = dirs.load_ganspace_npz(out, w_dim=32, num_ws=G.num_ws)
+    ref = dirs.sefa(G, layers=(0, 4), k=4)
+    assert [x.name for x in got] == ["sefa0", "sefa1", "sefa2", "sefa3"] and all(x.layers == (0, 4) for x in got)
+    assert all(np.array_equal(a.vector, b.vector) for a, b in zip(got, ref))
+    assert "eigenvalue" in capsys.readouterr().out
+
+    out = tmp_path / "gs.npz"
+    assert main(["directions", str(model), "--method", "ganspace", "--k", "3", "--samples", "300", "--out", str(out)]) == 0
+    assert len(dirs.load_ganspace_npz(out, w_dim=32)) == 3
+    # the written components are usable by edit
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--directions", str(out), "--direction", "pc0=1",
+                 "--out", str(tmp_path / "pc.png")]) == 0
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(400, 32).astype(np.float32)
+    planted = rng.randn(32)
+    np.save(tmp_path / "lat.npy", x)
+    np.savetxt(tmp_path / "smile.csv", (x @ planted > 0).astype(int), fmt="%d")
+    capsys.readouterr()
+    assert main(["directions", str(model), "--method", "interfacegan", "--latents", str(tmp_path / "lat.npy"),
+                 "--labels", str(tmp_path / "smile.csv"), "--out", str(tmp_path / "smile_w_boundary.npy")]) == 0
+    assert "validation accuracy" in capsys.readouterr().out
+    b = dirs.load_interfacegan_npy(tmp_path / "smile_w_boundary.npy", w_dim=32)
+    assert b.name == "smile" and float(b.vector @ planted / np.linalg.norm(planted)) > 0.9
+    assert main(["directions", str(model), "--method", "interfacegan"]) == 2
+    assert "--latents" in capsys.readouterr().err
