@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cell(cfg: str, d: str, procs: int, steps: int, data: str, cache: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["-m", "trainers.stylegan2", "--data", data, "--cfg", cfg, "--d", d, "--out", tmp,
+        args = ["-m", "trainers.stylegan2", "--data", data, "--cfg", cfg, "--discriminator", d, "--out", tmp,
                 "--max-steps", str(steps + 3), "--log-every", "1", "--fd-samples", "0", "--metrics-every-kimg", "0",
                 "--sample-every-kimg", "0", "--snapshot-every-kimg", "0", "--no-tqdm", "--data-cache", cache]
         if procs == 1:

@@ -129,7 +129,9 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        ap.add_argument(flag, type=_converter(str(f.type)), default=None,
+        # "--discriminator" spells "--d" out: torchrun's own parser rejects "--d" as ambiguous.
+        flags = [flag, "--discriminator"] if f.name == "d" else [flag]
+        ap.add_argument(*flags, dest=f.name, type=_converter(str(f.type)), default=None,
                         metavar="BOOL" if str(f.type) == "bool" else None)
     args = ap.parse_args(argv)
     if args.export_compact or args.resume_compact:

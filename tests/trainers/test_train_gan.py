@@ -103,7 +103,7 @@ def test_resume_is_bit_exact(data_dir, tmp_path):
 def _cli(data_dir, tmp_path, *extra):
     return [sys.executable, "-m", "trainers.stylegan2", "--data", str(data_dir), "--cfg", "tiny", "--out",
             str(tmp_path / "runs"), "--data-cache", str(tmp_path / "cache"), "--fd-samples", "0",
-            "--metrics-every-kimg", "0", "--no-tqdm", "--threads", "1", "--heldout-fraction", "0.1", "--d", "residual",
+            "--metrics-every-kimg", "0", "--no-tqdm", "--threads", "1", "--heldout-fraction", "0.1", "--discriminator", "residual",
             *extra]
 
 
