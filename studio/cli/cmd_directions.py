@@ -59,13 +59,10 @@ def load_labels(path: str | Path) -> np.ndarray:
 
 def load_w_latents(path: str | Path, w_dim: int) -> np.ndarray:
     """W latents [N, w_dim] from .npy ([N, w_dim], or W+ [N, num_ws, w_dim] whose rows are equal)."""
+    from studio.cli.common import read_npy
+
     path = Path(path)
-    try:
-        a = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise StudioError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise StudioError(f"{path}: not a readable .npy array ({e})") from None
+    a = read_npy(path, "array")
     if a.ndim == 3:
         if not np.array_equal(a, np.repeat(a[:, :1], a.shape[1], axis=1)):
             raise StudioError(f"{path}: W+ latents with different rows; InterFaceGAN needs W latents [N, w_dim]")

@@ -132,13 +132,10 @@ def latent_from_image(path: Path, bundle) -> np.ndarray:
 
 
 def load_latent(path: str | Path) -> np.ndarray:
+    from studio.cli.common import read_npy
+
     path = Path(path)
-    try:
-        a = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise StudioError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise StudioError(f"{path}: not a readable .npy latent ({e})") from None
+    a = read_npy(path, "latent")
     if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
         raise StudioError(f"{path}: expected a float array (W [w_dim] or W+ [num_ws, w_dim])")
     return a.astype(np.float32)

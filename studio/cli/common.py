@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio.core.errors import CheckpointError
+import numpy as np
+
+from studio.core.errors import CheckpointError, StudioError
 
 REPO_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
@@ -43,3 +45,14 @@ def parse_range_list(text: str) -> list[int]:
         else:
             out.append(int(part))
     return out
+
+
+def read_npy(path: str | Path, what: str = "array") -> np.ndarray:
+    """A .npy file (never pickled objects); errors say which file and what was expected."""
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise StudioError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise StudioError(f"{path}: not a readable .npy {what} ({e})") from None
