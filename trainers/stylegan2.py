@@ -251,6 +251,8 @@ class Trainer:
         self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if cfg.device == "auto" else cfg.device))
         init_distributed(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.rank, self.world = rank(), world_size()
