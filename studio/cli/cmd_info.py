@@ -35,6 +35,20 @@ def describe(bundle) -> dict:
     for key in ("licence", "alignment_profile"):
         if key in bundle.meta:
             out[key] = bundle.meta[key]
+    prov = bundle.meta.get("provenance") or {}
+    training = {k: prov[k] for k in ("trainer", "kimg", "dataset") if k in prov}
+    if isinstance(prov.get("fd_vgg16"), dict):
+        fd = prov["fd_vgg16"]
+        training["fd_vgg16"] = f"{fd.get('value')} ({fd.get('samples')} samples, psi {fd.get('psi')}; " \
+                               f"real-real floor {fd.get('real_real_floor')})"
+    if isinstance(prov.get("config"), dict) and "cfg" in prov["config"]:
+        training["preset"] = prov["config"]["cfg"]
+    if training:
+        out["training"] = training
+    man = bundle.meta.get("manifest") or {}
+    for key in ("encoders", "directions"):
+        if isinstance(man.get(key), dict) and man[key]:
+            out[key] = ", ".join(sorted(man[key]))
     if bundle.notes:
         out["notes"] = bundle.notes
     return out

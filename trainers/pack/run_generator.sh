@@ -21,9 +21,9 @@ if [ -n "$run" ] && [ -f "$run/config.json" ]; then
 fi
 if [ -f "$COMPACT" ]; then
   echo "continuing from $COMPACT"
-  exec .venv/bin/python -m trainers.stylegan2 --resume-compact "$COMPACT" --out "$ROOT" --desc pack-cpu64 \
+  exec .venv/bin/python -m trainers.stylegan2 --resume-compact "$COMPACT" --out "$ROOT" --desc pack-cpu64wide \
     --kimg "$KIMG" "$@"
 fi
-exec .venv/bin/python -m trainers.stylegan2 --data ../shared/data/utkface/images --cfg cpu64 --d projected \
-  --out "$ROOT" --desc pack-cpu64 --kimg "$KIMG" --metrics-every-kimg 8 --snapshot-every-kimg 2 \
+exec .venv/bin/python -m trainers.stylegan2 --data ../shared/data/utkface/images --cfg cpu64-wide --d projected \
+  --out "$ROOT" --desc pack-cpu64wide --kimg "$KIMG" --metrics-every-kimg 8 --snapshot-every-kimg 2 \
   --sample-every-kimg 2 --fd-samples 500 "$@"

@@ -51,8 +51,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+def _state(net: torch.nn.Module, half: bool = False) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in net.state_dict().items():
+        v = v.detach().to("cpu")
+        if half and v.dtype == torch.float32 and not k.endswith("w_avg"):
+            v = v.to(torch.float16)  # loading casts back to the network's dtype (w_avg stays exact)
+        out[k] = v.contiguous()
+    return out
 
 
 def _config(net: torch.nn.Module) -> dict:
@@ -112,8 +118,11 @@ def build_manifest(bundle: ModelBundle, nets: dict[str, torch.nn.Module], *, ext
     return man
 
 
-def save(bundle: ModelBundle, out: str | Path, *, extra_manifest: dict | None = None) -> Path:
-    """Write ``bundle`` in our format: ``*.safetensors`` = one file, anything else = a directory."""
+def save(bundle: ModelBundle, out: str | Path, *, extra_manifest: dict | None = None, half: bool = False) -> Path:
+    """Write ``bundle`` in our format: ``*.safetensors`` = one file, anything else = a directory.
+
+    ``half``: store float32 weights as float16 (half the size; networks run in float32 after loading).
+    """
     from safetensors.torch import save as st_save
 
     out = Path(out)
@@ -125,14 +134,14 @@ def save(bundle: ModelBundle, out: str | Path, *, extra_manifest: dict | None = 
         extra_tensors["latent_avg"] = bundle.latent_avg.detach().cpu().to(torch.float32).contiguous()
     man = build_manifest(bundle, nets, extra=extra_manifest)
     if out.suffix == ".safetensors":
-        tensors = {f"{name}/{k}": v for name, net in nets.items() for k, v in _state(net).items()}
+        tensors = {f"{name}/{k}": v for name, net in nets.items() for k, v in _state(net, half).items()}
         tensors.update({f"extra/{k}": v for k, v in extra_tensors.items()})
         man["layout"] = "single-file"
         atomic_write_bytes(out, st_save(tensors, metadata={META_KEY: json.dumps(man)}))
         return out
     out.mkdir(parents=True, exist_ok=True)
     man["layout"] = "directory"
-    files = {name: _state(net) for name, net in nets.items()}
+    files = {name: _state(net, half) for name, net in nets.items()}
     if extra_tensors:
         files["extra"] = extra_tensors
     for name, tensors in files.items():

@@ -1,0 +1,99 @@
+"""Assemble the embedded default model pack (``resources/pack``) from what the pack's runs made.
+
+    python -m trainers.pack.build_pack --generator trainers/pack/generator-resume.safetensors \\
+        --profile trainers/pack/alignment-utkface.json --fd 11.69 --fd-floor 3.85 --out resources/pack
+
+``--generator``: a compact GAN snapshot (its G_ema) or a StyleStudio network file. Weights are
+stored as float16 (the app runs them in float32). The manifest carries the architecture, the
+alignment profile, licence and training provenance (run config, kimg, FD-VGG16); encoders and
+directions are added by their own trainers' ``--pack`` steps (``manifest['encoders']``,
+``manifest['directions']``) and kept when the generator is replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from studio.core.align import get_profile
+from studio.core.formats import ModelBundle, load_checkpoint, stylestudio_fmt
+from studio.core.nets.stylegan2 import Generator
+
+LICENCE = ("Trained by StyleStudio on UTKFace (https://susanqq.github.io/UTKFace/), which is available for "
+           "non-commercial research purposes only; this model pack inherits that licence. The StyleStudio code "
+           "is MIT-licensed.")
+
+
+def generator_from(path: Path) -> tuple[Generator, dict]:
+    """G_ema and its provenance from a compact snapshot or a StyleStudio network file."""
+    from trainers.stylegan2 import COMPACT_FORMAT, read_compact
+
+    try:
+        meta, nets = read_compact(path)
+    except Exception:  # noqa: BLE001 - not a compact snapshot: a network file
+        meta = None
+    if meta is not None and meta.get("format") == COMPACT_FORMAT:
+        c = meta["config"]
+        G = Generator(z_dim=c["z_dim"], w_dim=c["w_dim"], img_resolution=c["resolution"],
+                      mapping_layers=c["mapping_layers"], channel_base=c["g_channel_base"],
+                      channel_max=c["g_channel_max"])
+        sd = G.state_dict()
+        G.load_state_dict({**sd, **{k: v.to(sd[k].dtype) for k, v in nets["G_ema"].items()}})
+        prov = {"trainer": "trainers.stylegan2", "kimg": round(meta["cur_nimg"] / 1000, 3), "config": c,
+                "source_run": meta.get("source_run"), "fd_history": json.loads(meta.get("fd_history") or "[]")}
+        return G.eval(), prov
+    b = load_checkpoint(path)
+    if b.generator is None:
+        raise SystemExit(f"{path}: no generator in this file")
+    return b.generator.eval(), dict(b.meta.get("provenance") or {})
+
+
+def build(generator: Path, profile: Path, out: Path, *, fd: float | None = None, fd_floor: float | None = None,
+          notes: str | None = None) -> Path:
+    G, prov = generator_from(generator)
+    prof = get_profile(profile)
+    old = _old_manifest(out)
+    prov.update({"dataset": "UTKFace aligned chips (../shared/data/utkface), duplicates dropped, 5% held out by "
+                            "name hash", "source_file": generator.name})
+    if fd is not None:
+        prov["fd_vgg16"] = {"value": fd, "samples": 500, "psi": 1.0, "real_real_floor": fd_floor,
+                            "against": "500 held-out UTKFace chips at the generator's resolution"}
+    if notes:
+        prov["notes"] = notes
+    bundle = ModelBundle(format="stylestudio", path="", generator=G,
+                         meta={"alignment_profile": prof.to_dict(), "licence": LICENCE, "provenance": prov})
+    extra = {"pack": {"name": "StyleStudio default pack", "description": f"{G.img_resolution}-px faces (UTKFace)"}}
+    for key in ("encoders", "directions"):  # added by other steps; survive a new generator
+        if key in old:
+            extra[key] = old[key]
+    stylestudio_fmt.save(bundle, out, extra_manifest=extra, half=True)
+    return out
+
+
+def _old_manifest(out: Path) -> dict:
+    try:
+        return json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--generator", type=Path, required=True)
+    ap.add_argument("--profile", type=Path, default=Path(__file__).with_name("alignment-utkface.json"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "resources" / "pack")
+    ap.add_argument("--fd", type=float, default=None, help="measured FD-VGG16 of this generator (500 samples)")
+    ap.add_argument("--fd-floor", type=float, default=None, help="FD-VGG16 between two disjoint 500-image real sets")
+    ap.add_argument("--notes", default=None)
+    a = ap.parse_args(argv)
+    torch.set_grad_enabled(False)
+    out = build(a.generator, a.profile, a.out, fd=a.fd, fd_floor=a.fd_floor, notes=a.notes)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"wrote {out} ({size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
