@@ -16,6 +16,8 @@ NETWORKS: dict[str, str] = {
     "GradualStyleEncoder": "studio.core.nets.psp:GradualStyleEncoder",
     "Encoder4Editing": "studio.core.nets.psp:Encoder4Editing",
     "E2StyleEncoder": "studio.core.nets.e2style:E2StyleEncoder",
+    "SAEEncoder": "studio.core.nets.sae:SAEEncoder",
+    "CRGEncoder": "studio.core.nets.crg:CRGEncoder",
 }
 
 

@@ -9,6 +9,10 @@ METHODS.md §2. One stage (official ``BackboneEncoderFirstStage`` / ``BackboneEn
 * output ``cat([layer_3, layer_4, layer_5], dim=1)`` = [N, 18, 512]. Body units 21-23 exist (the
   official checkpoints store them) but are never run.
 
+Light variant (:mod:`studio.core.nets.light`): ``backbone='resnet'`` (``num_layers`` 10/18/34,
+``width`` w) builds only the first three stages (w, 2w, 4w channels) and the heads read their ends
+the same way; e.g. 64 px, ``pool=4``, ``head_rows=(5, 3, 2)``, ``w_dim=256`` for a 64-px generator.
+
 The first stage reads the image x [N, 3, 256, 256]; refinement stage k reads
 ``cat(x, face_pool(img_k))`` [N, 6, 256, 256] and predicts a W+ residual. The loop that runs the
 decoder between stages is :class:`studio.core.nets.encoding.EncoderPipeline`.
@@ -21,7 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from studio.core.nets.irse import deterministic_construction, make_body, make_input_layer, stage_ends, unit_specs
+from studio.core.nets.irse import deterministic_construction
+from studio.core.nets.light import backbone_spec, make_stem, make_units
 
 __all__ = ["E2StyleStage", "E2StyleStageConfig", "E2StyleEncoder", "E2StyleEncoderConfig"]
 
@@ -51,6 +56,8 @@ class E2StyleStageConfig:
     head_rows: tuple[int, int, int] = (9, 5, 4)  # W+ rows from output_layer_3 / _4 / _5 (coarse first)
     pool: int = 7  # side of the adaptive average pool in each head
     w_dim: int = 512
+    backbone: str = "ir"  # 'ir' (IR / IR-SE, official) or 'resnet' (light BasicBlocks, depth 10/18/34)
+    width: int = 64  # first-stage channels of a 'resnet' backbone (IR: always 64)
 
 
 class E2StyleStage(nn.Module):
@@ -64,19 +71,22 @@ class E2StyleStage(nn.Module):
         head_rows: tuple[int, int, int] = (9, 5, 4),
         pool: int = 7,
         w_dim: int = 512,
+        backbone: str = "ir",
+        width: int = 64,
     ):
         super().__init__()
         head_rows = tuple(int(r) for r in head_rows)  # type: ignore[assignment]
-        self.config = E2StyleStageConfig(in_channels, num_layers, mode, head_rows, pool, w_dim)
-        specs = unit_specs(num_layers)
+        self.config = E2StyleStageConfig(in_channels, num_layers, mode, head_rows, pool, w_dim, backbone, width)
+        spec = backbone_spec(backbone, num_layers, width)
         # Heads read the ends of stages 1, 2, 3 (units 2, 6, 20 for depth 50).
-        self._tap5, self._tap4, self._tap3 = stage_ends(num_layers)[:3]
+        self._tap5, self._tap4, self._tap3 = spec.stage_ends[:3]
+        ch5, ch4, ch3 = spec.stage_channels[:3]
         with deterministic_construction():
-            self.input_layer = make_input_layer(in_channels)
-            self.output_layer_3 = _head(specs[self._tap3].depth, head_rows[0], pool, w_dim)
-            self.output_layer_4 = _head(specs[self._tap4].depth, head_rows[1], pool, w_dim)
-            self.output_layer_5 = _head(specs[self._tap5].depth, head_rows[2], pool, w_dim)
-            self.body = make_body(num_layers, mode)
+            self.input_layer = make_stem(backbone, in_channels, width)
+            self.output_layer_3 = _head(ch3, head_rows[0], pool, w_dim)
+            self.output_layer_4 = _head(ch4, head_rows[1], pool, w_dim)
+            self.output_layer_5 = _head(ch5, head_rows[2], pool, w_dim)
+            self.body = make_units(backbone, num_layers, mode, width, stages=3)
 
     @property
     def n_styles(self) -> int:
@@ -115,6 +125,9 @@ class E2StyleEncoderConfig:
     head_rows: tuple[int, int, int] = (9, 5, 4)
     pool: int = 7
     w_dim: int = 512
+    backbone: str = "ir"
+    width: int = 64
+    input_size: int = 256  # side of the images it was trained on (the heads pool adaptively)
 
 
 class E2StyleEncoder(nn.Module):
@@ -134,15 +147,20 @@ class E2StyleEncoder(nn.Module):
         head_rows: tuple[int, int, int] = (9, 5, 4),
         pool: int = 7,
         w_dim: int = 512,
+        backbone: str = "ir",
+        width: int = 64,
+        input_size: int = 256,
     ):
         super().__init__()
         if num_stages < 1:
             raise ValueError(f"num_stages must be >= 1, got {num_stages}")
         head_rows = tuple(int(r) for r in head_rows)  # type: ignore[assignment]
         self.config = E2StyleEncoderConfig(
-            num_stages, in_channels, refine_in_channels, num_layers, mode, head_rows, pool, w_dim
+            num_stages, in_channels, refine_in_channels, num_layers, mode, head_rows, pool, w_dim, backbone, width,
+            input_size,
         )
-        common = dict(num_layers=num_layers, mode=mode, head_rows=head_rows, pool=pool, w_dim=w_dim)
+        common = dict(num_layers=num_layers, mode=mode, head_rows=head_rows, pool=pool, w_dim=w_dim,
+                      backbone=backbone, width=width)
         self.stages = nn.ModuleList(
             [
                 E2StyleStage(in_channels=in_channels if k == 0 else refine_in_channels, **common)

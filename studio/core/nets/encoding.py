@@ -5,6 +5,10 @@ METHODS.md §2. For pSp / e4e: ``ws = encoder(x) + latent_avg`` (row by row), th
 and each refinement stage k adds ``encoder.refine(k, x, face_pool(img_k))`` to ``ws`` before
 decoding again. ``face_pool`` is AdaptiveAvgPool2d(256): exact 4x4 mean pooling of a 1024 image.
 
+SAE (``kind='sae'``) is pSp with attention: the same path. CRG (``kind='crg'``) predicts z or w
+(``encoder.config.space``): z goes through ``decoder.map`` (no latent_avg: ``start_from_latent_avg``
+must be False); w rows are repeated to the decoder's num_ws if the encoder gives one [N, w_dim].
+
 Images are NCHW in [-1, 1] (inputs) or raw synthesis output (not clamped).
 """
 
@@ -15,14 +19,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from studio.core.nets.crg import CRGEncoder
 from studio.core.nets.e2style import E2StyleEncoder
 
-__all__ = ["EncoderPipeline", "EncoderPipelineConfig", "StageOutput"]
+__all__ = ["KINDS", "EncoderPipeline", "EncoderPipelineConfig", "StageOutput"]
+
+KINDS = ("psp", "e4e", "e2style", "sae", "crg")
 
 
 @dataclass(frozen=True)
 class EncoderPipelineConfig:
-    kind: str  # 'psp', 'e4e' or 'e2style'
+    kind: str  # one of KINDS: 'psp', 'e4e', 'e2style', 'sae', 'crg'
     start_from_latent_avg: bool = True  # add latent_avg to the encoder's codes
     out_size: int = 256  # side of the pooled output image
 
@@ -36,7 +43,7 @@ class StageOutput:
 
 
 class EncoderPipeline(nn.Module):
-    """Learning-based inversion: ``encode(x) -> ws``; ``forward(x) -> (img_256, ws)``.
+    """Learning-based inversion: ``encode(x) -> ws``; ``forward(x) -> (img_out_size, ws)``.
 
     A container of two networks, so it cannot be rebuilt from ``config`` alone: the reader
     (:mod:`studio.core.formats.psp_pt`) builds ``encoder`` and ``decoder`` from their own configs.
@@ -55,10 +62,16 @@ class EncoderPipeline(nn.Module):
         out_size: int = 256,
     ):
         super().__init__()
-        if kind not in ("psp", "e4e", "e2style"):
-            raise ValueError(f"kind must be 'psp', 'e4e' or 'e2style', got {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
         if kind == "e2style" and not isinstance(encoder, E2StyleEncoder):
             raise TypeError("kind='e2style' needs an E2StyleEncoder")
+        if kind == "crg":
+            if not isinstance(encoder, CRGEncoder):
+                raise TypeError("kind='crg' needs a CRGEncoder")
+            if encoder.config.space == "z" and start_from_latent_avg:
+                raise ValueError("a CRG encoder in z space goes through the mapping network: "
+                                 "set start_from_latent_avg=False")
         self.config = EncoderPipelineConfig(kind=kind, start_from_latent_avg=start_from_latent_avg, out_size=out_size)
         self.encoder = encoder
         self.decoder = decoder
@@ -79,6 +92,19 @@ class EncoderPipeline(nn.Module):
             return codes
         return codes + self.latent_avg  # [N, num_ws, w_dim] + [num_ws, w_dim]
 
+    def _to_ws(self, codes: torch.Tensor) -> torch.Tensor:
+        """W+ [N, num_ws, w_dim] from the encoder's output (CRG: z -> decoder.map, w -> rows)."""
+        if self.config.kind == "crg":
+            if self.encoder.config.space == "z":  # [N, z_dim]
+                if self.decoder is None:
+                    raise RuntimeError("a CRG encoder in z space needs the decoder's mapping network")
+                return self.decoder.map(codes)
+            if codes.ndim == 2:  # one w [N, w_dim] for all rows
+                if self.decoder is None:
+                    raise RuntimeError("a CRG encoder giving one w needs the decoder to know num_ws")
+                codes = codes.unsqueeze(1).repeat(1, self.decoder.num_ws, 1)
+        return self._offset(codes)
+
     def decode(self, ws: torch.Tensor) -> torch.Tensor:
         """Pooled reconstruction [N, 3, out_size, out_size] of ws [N, num_ws, w_dim] (stored noise)."""
         if self.decoder is None:
@@ -94,7 +120,7 @@ class EncoderPipeline(nn.Module):
         The last stage's image is decoded only if ``decode_last``. pSp / e4e give one stage.
         """
         if self.config.kind != "e2style":
-            ws = self._offset(self.codes(x))
+            ws = self._to_ws(self.codes(x))
             return [StageOutput(ws, self.decode(ws) if decode_last else None)]
         enc: E2StyleEncoder = self.encoder  # type: ignore[assignment]
         n = enc.active_stages if stages is None else int(stages)

@@ -12,6 +12,11 @@ METHODS.md §2. Both share one layout (so their checkpoints have identical keys 
 pSp: ``codes[:, i] = styles[i](features_i)``. e4e: ``codes[:, 0] = w0 = styles[0](c3)`` and
 ``codes[:, i] = w0 + styles[i](features_i)`` for i >= 1 (the inference stage: all deltas on).
 Neither adds the average latent; see :class:`studio.core.nets.encoding.EncoderPipeline`.
+
+Light variants (:mod:`studio.core.nets.light`): ``backbone='resnet'`` (``num_layers`` 10/18/34,
+``width`` w) taps its stages 2-4 the same way (c1 [N,2w,S/4], c2 [N,4w,S/8], c3 [N,8w,S/16] for an
+``input_size`` S); the pyramid then has 8w channels and the heads give ``w_dim`` values each. The
+defaults (``backbone='ir'``, 256 px, ``w_dim`` 512) are the official architecture, keys unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.core.nets.irse import deterministic_construction, make_body, make_input_layer, stage_ends
+from studio.core.nets.irse import deterministic_construction
+from studio.core.nets.light import backbone_spec, make_backbone
 
 __all__ = ["EqualLinear", "GradualStyleBlock", "PSPEncoderConfig", "GradualStyleEncoder", "Encoder4Editing"]
 
@@ -85,9 +91,16 @@ def _upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=True) + y
 
 
-def head_spatial(i: int) -> int:
-    """Input size of style head i for a 256x256 image: 16 (coarse), 32 (medium) or 64 (fine)."""
-    return 16 if i < COARSE_END else 32 if i < MIDDLE_END else 64
+def head_spatial(i: int, input_size: int = 256) -> int:
+    """Input size of style head i: S/16 (coarse), S/8 (medium) or S/4 (fine); 16/32/64 for S = 256."""
+    return input_size // (16 if i < COARSE_END else 8 if i < MIDDLE_END else 4)
+
+
+def check_input_size(input_size: int) -> int:
+    """The encoder input side: a power of two >= 16 (each head halves its map down to 1x1)."""
+    if input_size < 16 or input_size & (input_size - 1):
+        raise ValueError(f"input_size must be a power of two >= 16, got {input_size}")
+    return int(input_size)
 
 
 # ----------------------------------------------------------------------------
@@ -99,25 +112,49 @@ class PSPEncoderConfig:
     num_layers: int = 50  # IR backbone depth: 50, 100 or 152
     mode: str = "ir_se"  # 'ir' or 'ir_se'
     in_channels: int = 3  # input image channels (opts['input_nc'])
+    backbone: str = "ir"  # 'ir' (IR / IR-SE, official) or 'resnet' (light BasicBlocks, depth 10/18/34)
+    width: int = 64  # first-stage channels of a 'resnet' backbone (IR: always 64)
+    input_size: int = 256  # side of the input image (heads read S/16, S/8, S/4 maps)
+    w_dim: int = 512  # values per W+ row
 
 
 class _PyramidEncoder(nn.Module):
-    """Backbone + FPN + style heads shared by pSp and e4e; ``forward`` gives codes [N, n_styles, 512]."""
+    """Backbone + FPN + style heads shared by pSp and e4e; ``forward`` gives codes [N, n_styles, w_dim]."""
 
-    def __init__(self, n_styles: int = 18, num_layers: int = 50, mode: str = "ir_se", in_channels: int = 3):
+    def __init__(
+        self,
+        n_styles: int = 18,
+        num_layers: int = 50,
+        mode: str = "ir_se",
+        in_channels: int = 3,
+        backbone: str = "ir",
+        width: int = 64,
+        input_size: int = 256,
+        w_dim: int = 512,
+    ):
         super().__init__()
-        self.config = PSPEncoderConfig(n_styles=n_styles, num_layers=num_layers, mode=mode, in_channels=in_channels)
+        self.config = PSPEncoderConfig(n_styles=n_styles, num_layers=num_layers, mode=mode, in_channels=in_channels,
+                                       backbone=backbone, width=width, input_size=check_input_size(input_size),
+                                       w_dim=w_dim)
+        spec = backbone_spec(backbone, num_layers, width)
+        c1_ch, c2_ch, c3_ch = spec.stage_channels[1:]  # 128, 256, 512 for IR
         with deterministic_construction():
-            self.input_layer = make_input_layer(in_channels)
-            self.body = make_body(num_layers, mode)
-            self.styles = nn.ModuleList([GradualStyleBlock(512, 512, head_spatial(i)) for i in range(n_styles)])
-            self.latlayer1 = nn.Conv2d(256, 512, kernel_size=1, stride=1, padding=0)
-            self.latlayer2 = nn.Conv2d(128, 512, kernel_size=1, stride=1, padding=0)
+            self.input_layer, self.body = make_backbone(backbone, num_layers, mode, in_channels, width)
+            self.styles = nn.ModuleList(
+                [GradualStyleBlock(c3_ch, w_dim, head_spatial(i, input_size)) for i in range(n_styles)]
+            )
+            self.latlayer1 = nn.Conv2d(c2_ch, c3_ch, kernel_size=1, stride=1, padding=0)
+            self.latlayer2 = nn.Conv2d(c1_ch, c3_ch, kernel_size=1, stride=1, padding=0)
         # Official code taps indices 6, 20, 23 (depth 50): the ends of stages 2, 3 and 4.
-        self._taps = stage_ends(num_layers)[1:]
+        self._taps = spec.stage_ends[1:]
+
+    @property
+    def pyramid_channels(self) -> int:
+        """Channels of the three pyramid maps (512 for IR)."""
+        return self.latlayer1.out_channels
 
     def backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """c1 [N,128,H/4,W/4], c2 [N,256,H/8,W/8], c3 [N,512,H/16,W/16] for x [N, in_channels, H, W]."""
+        """c1 [N,128,H/4,W/4], c2 [N,256,H/8,W/8], c3 [N,512,H/16,W/16] for x [N, in_channels, H, W] (IR)."""
         x = self.input_layer(x)
         i1, i2, i3 = self._taps
         c1 = c2 = c3 = None
@@ -134,25 +171,25 @@ class _PyramidEncoder(nn.Module):
 
 
 class GradualStyleEncoder(_PyramidEncoder):
-    """pSp encoder: x [N, in_channels, 256, 256] in [-1, 1] -> codes [N, n_styles, 512]."""
+    """pSp encoder: x [N, in_channels, S, S] in [-1, 1] (S = input_size) -> codes [N, n_styles, w_dim]."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1, c2, c3 = self.backbone(x)
         n = self.config.n_styles
         latents = [self.styles[j](c3) for j in range(min(COARSE_END, n))]
-        p2 = _upsample_add(c3, self.latlayer1(c2))  # [N, 512, 32, 32]
+        p2 = _upsample_add(c3, self.latlayer1(c2))  # [N, 512, 32, 32] (IR, 256 px)
         latents += [self.styles[j](p2) for j in range(COARSE_END, min(MIDDLE_END, n))]
         p1 = _upsample_add(p2, self.latlayer2(c1))  # [N, 512, 64, 64]
         latents += [self.styles[j](p1) for j in range(MIDDLE_END, n)]
-        return torch.stack(latents, dim=1)  # [N, n_styles, 512]
+        return torch.stack(latents, dim=1)  # [N, n_styles, w_dim]
 
 
 class Encoder4Editing(_PyramidEncoder):
-    """e4e encoder (inference stage): codes[:, 0] = w0, codes[:, i] = w0 + delta_i; [N, n_styles, 512]."""
+    """e4e encoder (inference stage): codes[:, 0] = w0, codes[:, i] = w0 + delta_i; [N, n_styles, w_dim]."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1, c2, c3 = self.backbone(x)
-        w0 = self.styles[0](c3)  # [N, 512]
+        w0 = self.styles[0](c3)  # [N, w_dim]
         rows = [w0]
         features = c3
         p2 = None
@@ -164,4 +201,4 @@ class Encoder4Editing(_PyramidEncoder):
                 assert p2 is not None
                 features = _upsample_add(p2, self.latlayer2(c1))  # [N, 512, 64, 64]
             rows.append(w0 + self.styles[i](features))
-        return torch.stack(rows, dim=1)  # [N, n_styles, 512]
+        return torch.stack(rows, dim=1)  # [N, n_styles, w_dim]
