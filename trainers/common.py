@@ -4,6 +4,8 @@ signal-safe stopping. One code path serves a single process and ``torchrun``.
 
 from __future__ import annotations
 
+import argparse
+
 import io
 import json
 import logging
@@ -206,3 +208,23 @@ def dataclass_from_dict(cls, d: dict):
 
 class UserError(StudioError):
     """A bad flag or input: the message names the flag and says what to do (exit code 2)."""
+
+
+def field_converter(type_name: str):
+    """argparse type for a config dataclass field annotation ('int', 'float | None', 'str', 'bool', ...)."""
+    optional = "None" in type_name
+    base = type_name.split("|")[0].strip()
+
+    def conv(s: str):
+        if optional and s.lower() in ("none", "auto", ""):
+            return None
+        if base == "bool":
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+        return {"int": int, "float": float}.get(base, str)(s)
+
+    conv.__name__ = base
+    return conv

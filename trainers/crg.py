@@ -133,15 +133,12 @@ def validate(cfg: CRGConfig) -> None:
 
 
 def default_model() -> Path:
-    """The embedded default model pack (``resources/pack``).
+    """The embedded default model pack (``resources/pack``)."""
+    from studio.core.pack import default_pack
 
-    Trainers may not import ``studio.cli``, whose ``default_pack`` this mirrors."""
-    import studio
-
-    here = Path(studio.__file__).resolve().parent
-    for root in (here / "resources", here.parent / "resources"):
-        if (root / "pack" / "manifest.json").is_file():
-            return root / "pack"
+    pack = default_pack()
+    if pack is not None:
+        return pack
     raise UserError("--model: no model given and no default model pack is installed; pass a generator "
                     "checkpoint (NVIDIA .pkl, rosinality .pt, pSp/e4e/E2Style .pt or a StyleStudio file)")
 

@@ -109,6 +109,7 @@ from studio.core.nets.encoding import EncoderPipeline
 from studio.core.nets.psp import COARSE_END, MIDDLE_END, _upsample_add
 from trainers.common import (
     MetricsLog,
+    field_converter,
     StopFlag,
     TensorBoard,
     UserError,
@@ -126,7 +127,6 @@ from trainers.common import (
     world_size,
 )
 from trainers.data import BatchStream, load_images
-from trainers.stylegan2 import _converter
 
 log = logging.getLogger("trainers.encoder")
 
@@ -198,7 +198,7 @@ def parse_args(argv=None) -> tuple[EncoderTrainConfig, argparse.Namespace]:
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--no-tqdm", action="store_true")
     for f in dataclasses.fields(EncoderTrainConfig):
-        ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_converter(str(f.type)), default=None,
+        ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=field_converter(str(f.type)), default=None,
                         metavar="BOOL" if str(f.type) == "bool" else None)
     args = ap.parse_args(argv)
     if args.resume:
@@ -358,13 +358,12 @@ def build_encoder(cfg: EncoderTrainConfig, num_ws: int, w_dim: int, resolution: 
 
 
 def find_default_pack() -> Path:
-    """The bundled model pack (the same places ``studio.cli.common.default_pack`` looks)."""
-    import studio
+    """The bundled model pack (``resources/pack``)."""
+    from studio.core.pack import default_pack
 
-    here = Path(studio.__file__).resolve().parent
-    for root in (here / "resources", here.parent / "resources"):
-        if (root / "pack" / "manifest.json").is_file():
-            return root / "pack"
+    pack = default_pack()
+    if pack is not None:
+        return pack
     raise UserError("--model: no model given and no default model pack is installed")
 
 

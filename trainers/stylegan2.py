@@ -34,7 +34,7 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.stylegan2 import Discriminator, Generator
 from trainers import losses
 from trainers.augment import AdaptiveP, augment
-from trainers.common import (MetricsLog, StopFlag, TensorBoard, UserError, all_reduce_mean, atomic_torch_save,
+from trainers.common import (MetricsLog, StopFlag, field_converter, TensorBoard, UserError, all_reduce_mean, atomic_torch_save,
                              atomic_write_bytes, atomic_write_json, barrier, init_distributed, is_distributed,
                              is_main, new_run_dir, peak_rss_mb, rank, world_size)
 from trainers.data import BatchStream, load_images
@@ -131,7 +131,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         flag = "--" + f.name.replace("_", "-")
         # "--discriminator" spells "--d" out: torchrun's own parser rejects "--d" as ambiguous.
         flags = [flag, "--discriminator"] if f.name == "d" else [flag]
-        ap.add_argument(*flags, dest=f.name, type=_converter(str(f.type)), default=None,
+        ap.add_argument(*flags, dest=f.name, type=field_converter(str(f.type)), default=None,
                         metavar="BOOL" if str(f.type) == "bool" else None)
     args = ap.parse_args(argv)
     if args.export_compact or args.resume_compact:
@@ -166,26 +166,6 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
             setattr(cfg, f.name, v)
     validate(cfg)
     return cfg, args
-
-
-def _converter(type_name: str):
-    """argparse type for a TrainConfig field annotation ('int', 'float | None', 'str', 'bool', ...)."""
-    optional = "None" in type_name
-    base = type_name.split("|")[0].strip()
-
-    def conv(s: str):
-        if optional and s.lower() in ("none", "auto", ""):
-            return None
-        if base == "bool":
-            if s.lower() in ("1", "true", "yes", "on"):
-                return True
-            if s.lower() in ("0", "false", "no", "off"):
-                return False
-            raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
-        return {"int": int, "float": float}.get(base, str)(s)
-
-    conv.__name__ = base
-    return conv
 
 
 def validate(cfg: TrainConfig) -> None:

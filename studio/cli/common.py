@@ -8,15 +8,7 @@ import numpy as np
 
 from studio.core.errors import CheckpointError, StudioError
 
-REPO_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-
-
-def default_pack() -> Path | None:
-    """The embedded default model pack, if this installation has one."""
-    for root in (Path(__file__).resolve().parents[1] / "resources", REPO_RESOURCES):
-        if (root / "pack" / "manifest.json").is_file():
-            return root / "pack"
-    return None
+from studio.core.pack import default_pack  # noqa: F401 (re-exported for the commands)
 
 
 def resolve_model(arg: str | None) -> Path:

@@ -57,3 +57,10 @@ def test_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.pt" in err and "Traceback" not in err
     assert main(["generate", str(bad), "--seeds", "x-y"]) == 2
+
+
+@pytest.mark.parametrize("trainer,flag", [("encoder", "--abort"), ("crg", "--space"), ("gan", "--resume")])
+def test_train_dispatches_to_each_trainer(trainer, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", trainer, "--help"])
+    assert e.value.code == 0 and flag in capsys.readouterr().out
