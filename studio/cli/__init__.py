@@ -21,6 +21,7 @@ _COMMANDS = [
     "convert",
     "generate",
     "align",
+    "invert",
     "paste",
     "train",
     "edit",

@@ -2,7 +2,7 @@
 
 Applies direction edits, style mixing and truncation to a latent (``.npy``: W [w_dim] or W+
 [num_ws, w_dim] / [1, num_ws, w_dim]) or reopens a ``.stylestudio`` project, and renders the result
-at full resolution. Photos need the inversion toolkit (see :func:`latent_from_image`).
+at full resolution. Photos are aligned and inverted first (see :func:`latent_from_image`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,14 @@ def register(sub) -> None:
                     "Directions: names from --directions files, sefa<K> / pc<K> (SeFa / GANSpace component K of "
                     "the model, computed on the fly) or a path to an InterFaceGAN .npy boundary. Rows: coarse, "
                     "medium, fine, or W+ indices like 0-3 (inclusive).")
-    p.add_argument("input", help="latent .npy, .stylestudio project (or a photo, once inversion exists)")
+    p.add_argument("input", help="latent .npy, .stylestudio project, or a photo (aligned and inverted first)")
     p.add_argument("--model", default=None,
                    help="model file (default: the project's model, else the embedded pack)")
+    p.add_argument("--invert-method", default=None, metavar="METHOD",
+                   help="for a photo: how to invert it (see `stylestudio invert`; default: the model's first "
+                        "encoder, else optimize)")
+    p.add_argument("--invert-steps", type=int, default=None, metavar="N",
+                   help="for a photo: optimisation steps (optimize / hybrid)")
     p.add_argument("--directions", action="append", default=[], metavar="FILE",
                    help="load directions from an InterFaceGAN .npy or GANSpace .npz file (repeatable)")
     p.add_argument("--direction", action="append", default=[], metavar="NAME=AMOUNT[@ROWS]",
@@ -124,11 +129,14 @@ def parse_mix_spec(spec: str, num_ws: int) -> tuple[str, dict[str, float], dict[
 # Inputs
 
 
-def latent_from_image(path: Path, bundle) -> np.ndarray:
-    """Hook for the inversion toolkit: align and invert a photo to W+ [num_ws, w_dim]."""
-    raise StudioError(f"{path}: editing a photo needs image inversion (face alignment + encoder/optimisation), "
-                      "which comes with the inversion toolkit. For now pass a latent .npy (e.g. from "
-                      "`stylestudio generate --save-latents`) or a .stylestudio project.")
+def latent_from_image(path: Path, bundle, method: str | None = None, steps: int | None = None) -> np.ndarray:
+    """Align a photo's best face and invert it to W+ [num_ws, w_dim] with the model's default method
+    (its first encoder, else optimisation; ``stylestudio invert`` offers every method)."""
+    from studio.cli.cmd_invert import invert_photo, print_progress
+
+    res, _, _, _ = invert_photo(path, bundle, method=method, steps=steps, progress=print_progress)
+    log.info("%s inverted with %s in %.1f s (LPIPS %.3f)", path, res.method, res.seconds, res.metrics["lpips"])
+    return res.latent_wplus.numpy().astype(np.float32)
 
 
 def load_latent(path: str | Path) -> np.ndarray:
@@ -230,7 +238,7 @@ def run(args) -> int:
     ident = ModelIdentity.from_bundle(bundle)
 
     if inp.suffix.lower() in IMAGE_SUFFIXES:
-        latent = latent_from_image(inp, bundle)
+        latent = latent_from_image(inp, bundle, getattr(args, "invert_method", None), getattr(args, "invert_steps", None))
         session = EditSession(latent, w_avg=G.w_avg, model=ident)
     elif _is_project(inp):
         session = EditSession.load(inp, model=ident)

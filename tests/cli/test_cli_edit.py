@@ -82,7 +82,7 @@ def test_edit_errors_are_clear(files, tmp_path, capsys):
     d, model, G = files
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "face.png")
     assert main(["edit", str(tmp_path / "face.png"), "--model", str(model)]) == 2
-    assert "inversion toolkit" in capsys.readouterr().err
+    assert "faces need at least 16 px" in capsys.readouterr().err
     np.save(tmp_path / "big.npy", np.ones((1, 512), np.float32))
     assert main(["edit", str(d / "src.npy"), "--model", str(model), "--direction", f"{tmp_path / 'big.npy'}=1",
                  "--out", str(tmp_path / "o.png")]) == 2

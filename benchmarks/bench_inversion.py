@@ -1,0 +1,133 @@
+"""Inversion quality and speed: every method a model offers, on the same held-out aligned faces.
+
+For each method (encoders, optimisation, hybrid) and face: MSE (images in [-1, 1]), LPIPS (VGG),
+identity similarity (dlib descriptors of the aligned face vs the reconstruction; None where dlib
+finds no face in the reconstruction) and seconds per face. Prints a table of means (identity: mean
+over faces where it could be measured, plus how many) and writes a per-face CSV.
+
+Faces: by default the held-out UTKFace chips (the trainer's 5% name-hash split), which are already
+aligned the way the default pack's profile aligns photos; or ``--faces DIR`` of aligned faces.
+
+    python benchmarks/bench_inversion.py                                 # the default pack, 10 faces
+    python benchmarks/bench_inversion.py --n 20 --methods optimize,hybrid --steps 300
+    python benchmarks/bench_inversion.py --model psp_ffhq.pt --faces aligned/ --csv out.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from studio.cli.common import resolve_model  # noqa: E402
+from studio.core.formats import load_checkpoint  # noqa: E402
+from studio.core.inversion import available_methods, bundle_encoders, make_inverter  # noqa: E402
+from studio.core.projector import ProjectorConfig  # noqa: E402
+
+
+def heldout_faces(n: int) -> list[tuple[str, np.ndarray]]:
+    from trainers.data import is_heldout
+
+    root = REPO.parent / "shared" / "data" / "utkface" / "images"
+    if not root.is_dir():
+        raise SystemExit(f"{root} not found: pass --faces DIR")
+    files = sorted(p for p in root.iterdir() if is_heldout(p.name, 0.05))[:n]
+    return [(p.name, _load(p)) for p in files]
+
+
+def folder_faces(d: Path, n: int) -> list[tuple[str, np.ndarray]]:
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))[:n]
+    return [(p.name, _load(p)) for p in files]
+
+
+def _load(p: Path) -> np.ndarray:
+    from studio.core.imageio import load_image
+
+    img, _ = load_image(p)
+    return img
+
+
+def identity(a: np.ndarray, b: np.ndarray) -> float | None:
+    from PIL import Image
+
+    from studio.core.errors import StudioError
+    from studio.core.identity import identity_similarity
+
+    # dlib's descriptor wants >= ~150 px faces: compare at 256 px
+    a2 = np.asarray(Image.fromarray(a).resize((256, 256), Image.BICUBIC))
+    b2 = np.asarray(Image.fromarray(b).resize((256, 256), Image.BICUBIC))
+    try:
+        return float(identity_similarity(a2, b2, aligned=True))
+    except StudioError:
+        return None
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model (default: the embedded pack)")
+    ap.add_argument("--faces", type=Path, default=None, help="folder of aligned faces (default: held-out UTKFace)")
+    ap.add_argument("--n", type=int, default=10, help="number of faces")
+    ap.add_argument("--methods", default=None, help="comma list (default: every available method)")
+    ap.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the projector's)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--csv", type=Path, default=Path("bench_inversion.csv"))
+    ap.add_argument("--no-identity", action="store_true")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    bundle = load_checkpoint(resolve_model(a.model))
+    G = bundle.generator.to(a.device).eval()
+    encoders = {k: v.to(a.device) for k, v in bundle_encoders(bundle).items()}
+    infos = available_methods(G, encoders)
+    methods = a.methods.split(",") if a.methods else [m.name for m in infos if m.available]
+    faces = folder_faces(a.faces, a.n) if a.faces else heldout_faces(a.n)
+    cfg = None
+    if a.steps is not None:
+        cfg = dataclasses.replace(ProjectorConfig(), steps=a.steps)
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device {a.device}")
+    print(f"# model {bundle.path} ({G.img_resolution} px, {G.num_ws}x{G.w_dim}), {len(faces)} faces")
+    rows = []
+    for method in methods:
+        inv = make_inverter(method, G, encoders, projector_config=cfg if method in ("optimize", "hybrid") else None)
+        inv.invert(faces[0][1])  # warm-up (allocator, LPIPS weights)
+        for name, img in faces:
+            t0 = time.perf_counter()
+            res = inv.invert(img)
+            sec = time.perf_counter() - t0
+            ident = None if a.no_identity else identity(
+                np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(img).resize(
+                    res.reconstruction.shape[:2][::-1])), res.reconstruction)
+            rows.append({"method": method, "face": name, "mse": res.metrics["mse"], "lpips": res.metrics["lpips"],
+                         "identity": ident, "seconds": sec})
+    with open(a.csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"\n{'method':<10} {'faces':>5} {'MSE':>8} {'LPIPS':>7} {'identity':>14} {'s/face':>8} {'x faster':>9}")
+    t_opt = np.mean([r["seconds"] for r in rows if r["method"] == "optimize"]) if "optimize" in methods else None
+    for method in methods:
+        rs = [r for r in rows if r["method"] == method]
+        ids = [r["identity"] for r in rs if r["identity"] is not None]
+        sec = float(np.mean([r["seconds"] for r in rs]))
+        id_txt = f"{np.mean(ids):.3f} ({len(ids)}/{len(rs)})" if ids else "-"
+        speed = f"{t_opt / sec:.0f}" if t_opt else "-"
+        print(f"{method:<10} {len(rs):>5} {np.mean([r['mse'] for r in rs]):>8.4f} "
+              f"{np.mean([r['lpips'] for r in rs]):>7.4f} {id_txt:>14} {sec:>8.3f} {speed:>9}")
+    print(f"\nper-face rows: {a.csv}")
+
+
+if __name__ == "__main__":
+    main()
