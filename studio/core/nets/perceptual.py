@@ -63,14 +63,37 @@ def default_weight_dirs() -> list[Path]:
     return dirs
 
 
-def find_weights(net: str, weights_dir: str | Path | None = None) -> Path:
+def find_weights(net: str, weights_dir: str | Path | None = None) -> Path | list[Path]:
+    """The backbone weights: the ``.pth`` of ``shared/data/lpips``, or the app's safetensors copy
+    (``<stem>.safetensors``, or shards ``<stem>.part<k>.safetensors`` that keep each file small)."""
     name = WEIGHT_FILES[net]
+    stem = name.removesuffix(".pth")
     dirs = [Path(weights_dir)] if weights_dir else default_weight_dirs()
     for d in dirs:
         if (d / name).is_file():
             return d / name
+        if (d / f"{stem}.safetensors").is_file():
+            return d / f"{stem}.safetensors"
+        shards = sorted(d.glob(f"{stem}.part*.safetensors"))
+        if shards:
+            return shards
     raise CheckpointError(name, f"{net} backbone weights not found in {', '.join(map(str, dirs))}; "
                                 "set STYLESTUDIO_LPIPS_DIR to the folder holding them")
+
+
+def load_weight_files(path: Path | list[Path]) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.pth`` (``weights_only``) or of one or more safetensors files, merged."""
+    from safetensors.torch import load_file
+
+    paths = path if isinstance(path, list) else [path]
+    sd: dict[str, torch.Tensor] = {}
+    for p in paths:
+        try:
+            sd.update(load_file(str(p)) if p.suffix == ".safetensors"
+                      else torch.load(p, map_location="cpu", weights_only=True))
+        except Exception as e:  # noqa: BLE001 - any unreadable file: one clear error
+            raise CheckpointError(p, f"cannot read backbone weights ({str(e)[:200]})") from None
+    return sd
 
 
 class FeatureNet(nn.Module):
@@ -91,7 +114,7 @@ class FeatureNet(nn.Module):
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
         if load:
             path = Path(weights) if weights and Path(weights).is_file() else find_weights(net, weights)
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = load_weight_files(path)
             try:
                 self.features.load_state_dict({k.removeprefix("features."): v.float() for k, v in sd.items()})
             except RuntimeError as e:
