@@ -51,6 +51,33 @@ def generator_from(path: Path) -> tuple[Generator, dict]:
     return b.generator.eval(), dict(b.meta.get("provenance") or {})
 
 
+def add_encoder(pack: Path, kind: str, checkpoint: Path, *, label: str | None = None,
+                metrics: dict | None = None) -> Path:
+    """Store ``checkpoint``'s encoder (a trainer's ``best.safetensors``) in the pack as
+    ``encoder-<kind>.safetensors`` (float16) and list it in ``manifest['encoders']``."""
+    import hashlib
+
+    b = load_checkpoint(checkpoint)
+    if b.encoder is None:
+        raise SystemExit(f"{checkpoint}: no encoder in this file")
+    pipe_kind = b.encoder.config.kind
+    if pipe_kind != kind:
+        raise SystemExit(f"{checkpoint}: holds a {pipe_kind} encoder, not {kind}")
+    man_path = pack / "manifest.json"
+    man = json.loads(man_path.read_text())
+    if b.generator is not None and (b.generator.num_ws, b.generator.w_dim) != (man["num_ws"], man["w_dim"]):
+        raise SystemExit(f"{checkpoint}: encoder made for another generator")
+    fpath = stylestudio_fmt.save_encoder(b.encoder, pack / f"encoder-{kind}.safetensors", half=True,
+                                         provenance=dict(b.meta.get("provenance") or {}))
+    digest = hashlib.sha256(fpath.read_bytes()).hexdigest()
+    man.setdefault("encoders", {})[kind] = {
+        "file": fpath.name, "sha256": digest, "label": label or kind,
+        "parameters": sum(p.numel() for p in b.encoder.encoder.parameters()),
+        "source": checkpoint.name, "metrics": metrics or {}}
+    man_path.write_text(json.dumps(man, indent=1) + "\n")
+    return fpath
+
+
 def build(generator: Path, profile: Path, out: Path, *, fd: float | None = None, fd_floor: float | None = None,
           notes: str | None = None) -> Path:
     G, prov = generator_from(generator)
@@ -82,7 +109,9 @@ def _old_manifest(out: Path) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--generator", type=Path, required=True)
+    ap.add_argument("--generator", type=Path, default=None, help="(re)build the pack around this generator")
+    ap.add_argument("--encoder", action="append", default=[], metavar="KIND=CHECKPOINT",
+                    help="add/replace an encoder from a trainer's best.safetensors (repeatable)")
     ap.add_argument("--profile", type=Path, default=Path(__file__).with_name("alignment-utkface.json"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "resources" / "pack")
     ap.add_argument("--fd", type=float, default=None, help="measured FD-VGG16 of this generator (500 samples)")
@@ -90,7 +119,12 @@ def main(argv=None) -> None:
     ap.add_argument("--notes", default=None)
     a = ap.parse_args(argv)
     torch.set_grad_enabled(False)
-    out = build(a.generator, a.profile, a.out, fd=a.fd, fd_floor=a.fd_floor, notes=a.notes)
+    out = a.out
+    if a.generator is not None:
+        build(a.generator, a.profile, a.out, fd=a.fd, fd_floor=a.fd_floor, notes=a.notes)
+    for spec in a.encoder:
+        kind, _, ckpt = spec.partition("=")
+        print(f"added {add_encoder(a.out, kind, Path(ckpt))}")
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"wrote {out} ({size / 1e6:.1f} MB)")
 

@@ -293,7 +293,43 @@ def load(path: str | Path, *, detect_only: bool = False) -> ModelBundle:
     for key in ("alignment_profile", "licence", "provenance"):
         if key in man:
             bundle.meta[key] = man[key]
+    if isinstance(man.get("encoders"), dict) and man["encoders"]:
+        root = (path if path.is_dir() else path.parent)
+        bundle.meta["encoders"] = _load_pack_encoders(root, man["encoders"], bundle)
     return bundle
+
+
+def _load_pack_encoders(root: Path, entries: dict, bundle: ModelBundle) -> dict[str, torch.nn.Module]:
+    """A model pack's encoders (``manifest['encoders']``: kind -> {file, sha256, ...}), each an
+    encoder-only file of our format, wrapped with the pack's generator as decoder."""
+    out: dict[str, torch.nn.Module] = {}
+    for kind, entry in entries.items():
+        fname = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(fname, str) or "/" in fname or "\\" in fname or fname.startswith("."):
+            raise CheckpointError(root / MANIFEST, f"encoder {kind!r}: bad or missing file name {fname!r}")
+        fpath = root / fname
+        if not fpath.is_file():
+            raise CheckpointError(fpath, f"the pack's {kind} encoder file is missing; reinstall the pack")
+        if entry.get("sha256") and _sha256(fpath) != entry["sha256"]:
+            raise CheckpointError(fpath, "sha256 does not match the manifest (file corrupt, truncated or replaced)")
+        eman, grouped = _read_single(fpath)
+        _check_manifest(fpath, eman)
+        net_entry = eman["networks"].get("encoder")
+        if net_entry is None or "encoder" not in grouped:
+            raise CheckpointError(fpath, "not an encoder file (no 'encoder' network)")
+        enc = _instantiate(fpath, "encoder", net_entry, grouped["encoder"])
+        la = grouped.get("extra", {}).get("latent_avg")
+        sub = ModelBundle(format=STYLESTUDIO, path=str(fpath), generator=bundle.generator,
+                          latent_avg=None if la is None else la.to(torch.float32))
+        out[str(kind)] = _wrap_encoder(fpath, enc, sub, eman.get("encoder") or {})
+    return out
+
+
+def save_encoder(pipeline, out: str | Path, *, half: bool = True, provenance: dict | None = None) -> Path:
+    """An encoder-only file (encoder network + latent_avg + its pipeline settings) for a model pack."""
+    bundle = ModelBundle(format=STYLESTUDIO, path="", encoder=pipeline,
+                         latent_avg=getattr(pipeline, "latent_avg", None), meta={"provenance": provenance or {}})
+    return save(bundle, out, half=half)
 
 
 def _wrap_encoder(path, encoder: torch.nn.Module, bundle: ModelBundle, info: dict) -> torch.nn.Module:
