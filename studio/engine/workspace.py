@@ -1,0 +1,217 @@
+"""The app's long operations as plain functions (no Qt): load a model, read a photo and find its
+faces, align one, invert it, draw a random face, paste an edit back.
+
+Each is meant to run in a :class:`~studio.engine.workers.JobRunner` job; the GUI only calls them
+through jobs and shows the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.core.errors import StudioError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+MODEL_SUFFIXES = (".pkl", ".pt", ".pth", ".safetensors", ".json")
+PROJECT_SUFFIX = ".stylestudio"
+SEFA_FALLBACK_K = 5
+
+
+def classify_path(path: str | Path) -> str:
+    """'project', 'model' or 'image' from the name (content checks happen when reading)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == PROJECT_SUFFIX:
+        return "project"
+    if p.is_dir() or suffix in MODEL_SUFFIXES:
+        return "model"
+    return "image"
+
+
+# ----------------------------------------------------------------------------
+# Models
+
+
+@dataclass
+class LoadedModel:
+    """A generator ready for editing, with what the window offers for it."""
+
+    bundle: object
+    G: torch.nn.Module
+    encoders: dict
+    directions: list          # list[Direction]
+    directions_source: str    # 'pack', 'sefa' or 'none'
+    profile: object           # AlignmentProfile
+    licence: str
+    path: str
+
+    @property
+    def num_ws(self) -> int:
+        return int(self.G.num_ws)
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.G.w_dim)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.G.img_resolution)
+
+    @property
+    def format(self) -> str:
+        return str(getattr(self.bundle, "format", "unknown"))
+
+    def identity(self):
+        from studio.engine.session import ModelIdentity
+
+        return ModelIdentity.from_generator(self.G, format=self.format, path=self.path)
+
+    def describe(self) -> str:
+        return (f"{Path(self.path).name or 'model'}: {self.format}, {self.resolution} px, "
+                f"W+ {self.num_ws}x{self.w_dim}")
+
+
+def default_model_path() -> Path | None:
+    from studio.core.pack import default_pack
+
+    return default_pack()
+
+
+def bundle_licence(bundle) -> str:
+    meta = getattr(bundle, "meta", {}) or {}
+    man = meta.get("manifest") or {}
+    return str(meta.get("licence") or man.get("licence") or man.get("license")
+               or "unknown: the licence of the source weights applies")
+
+
+def model_directions(bundle, G, *, sefa_k: int = SEFA_FALLBACK_K) -> tuple[list, str]:
+    """The model pack's directions, else the top ``sefa_k`` SeFa directions (closed form, fast)."""
+    from studio.core import directions as dirs
+
+    loader = getattr(dirs, "load_pack_directions", None)
+    if loader is not None:
+        try:
+            found = loader(bundle)
+        except StudioError as e:
+            log.warning("the pack's directions could not be loaded: %s", e)
+            found = []
+        found = [d for d in found if d.w_dim == int(G.w_dim)]
+        if found:
+            return found, "pack"
+    if sefa_k <= 0:
+        return [], "none"
+    return dirs.sefa(G, k=min(sefa_k, int(G.w_dim))), "sefa"
+
+
+def load_model(path: str | Path, *, device: str = "cpu", sefa_k: int = SEFA_FALLBACK_K, ctx=None) -> LoadedModel:
+    """Read a model file / pack; raises :class:`~studio.core.errors.CheckpointError` for a bad file
+    and :class:`StudioError` when it has no generator."""
+    from studio.core.align import get_profile
+    from studio.core.formats import load_checkpoint
+    from studio.core.inversion import bundle_encoders
+    from studio.core.tensors import pick_device
+
+    bundle = load_checkpoint(path)
+    if ctx is not None:
+        ctx.check()
+    G = bundle.generator
+    if G is None:
+        raise StudioError(f"{path}: this file has no generator to edit with (load a StyleGAN2 generator, "
+                          "an e4e/pSp checkpoint or a StyleStudio model pack)")
+    dev = pick_device(device)
+    G = G.to(dev).eval().requires_grad_(False)
+    encoders = {k: v.to(dev).eval() for k, v in bundle_encoders(bundle).items()}
+    meta = getattr(bundle, "meta", {}) or {}
+    profile = get_profile(meta.get("alignment_profile") or (meta.get("manifest") or {}).get("alignment_profile"))
+    directions, source = model_directions(bundle, G, sefa_k=sefa_k)
+    return LoadedModel(bundle, G, encoders, directions, source, profile, bundle_licence(bundle), str(path))
+
+
+# ----------------------------------------------------------------------------
+# Photos
+
+
+@dataclass
+class PhotoFaces:
+    """A photo (H, W, 3) uint8 and its detected faces (best first)."""
+
+    path: str
+    image: np.ndarray
+    info: object
+    faces: list = field(default_factory=list)
+
+
+def read_photo(path: str | Path, *, ctx=None) -> PhotoFaces:
+    """Load a photo and detect its faces; raises ImageError / NoFaceError with a user message."""
+    from studio.core.faces import detect_faces
+    from studio.core.imageio import load_image
+
+    img, info = load_image(path)
+    if ctx is not None:
+        ctx.check()
+    faces = detect_faces(img, path=path)
+    return PhotoFaces(str(path), img, info, faces)
+
+
+def align(photo: PhotoFaces, index: int, profile):
+    """The :class:`~studio.core.align.AlignedFace` of face ``index`` of ``photo``."""
+    from studio.core.align import align_face
+
+    return align_face(photo.image, photo.faces[index].landmarks, profile)
+
+
+def face_thumbnail(photo: PhotoFaces, index: int, size: int = 96) -> np.ndarray:
+    """A square crop (size, size, 3) uint8 around face ``index`` (for the face picker)."""
+    from PIL import Image
+
+    l, t, r, b = photo.faces[index].box
+    h, w = photo.image.shape[:2]
+    cx, cy, half = (l + r) / 2, (t + b) / 2, max(r - l, b - t) * 0.75
+    box = (int(max(0, cx - half)), int(max(0, cy - half)), int(min(w, cx + half)), int(min(h, cy + half)))
+    return np.asarray(Image.fromarray(photo.image).crop(box).resize((size, size), Image.BILINEAR))
+
+
+# ----------------------------------------------------------------------------
+# Latents
+
+
+def invert(model: LoadedModel, aligned_image: np.ndarray, method: str, *, steps: int | None = None, seed: int = 0,
+           progress=None, cancel=None):
+    """Invert an aligned face with ``method``; returns :class:`~studio.core.inversion.Inversion`."""
+    from studio.core.inversion import make_inverter
+    from studio.core.projector import ProjectorConfig
+
+    cfg = None
+    if method in ("optimize", "hybrid"):
+        cfg = ProjectorConfig(seed=seed)
+        if steps is not None:
+            cfg = dataclasses.replace(cfg, steps=int(steps))
+        if method == "hybrid" and steps is None:
+            cfg = None
+    inverter = make_inverter(method, model.G, model.encoders, projector_config=cfg)
+    return inverter.invert(aligned_image, progress=progress, cancel=cancel)
+
+
+def random_latent(G, seed: int) -> np.ndarray:
+    """The W+ [num_ws, w_dim] float32 of z ~ N(0, 1) drawn from ``seed`` (no truncation)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(1, int(G.z_dim), generator=gen)
+    dev = next(G.parameters()).device
+    with torch.inference_mode():
+        ws = G.map(z.to(dev))  # [1, num_ws, w_dim]
+    return ws[0].float().cpu().numpy().copy()
+
+
+def paste(photo: PhotoFaces, edited_aligned: np.ndarray, transform) -> np.ndarray:
+    """The photo with the edited aligned face pasted back (H, W, 3) uint8."""
+    from studio.core.paste import paste_back
+
+    return paste_back(photo.image, edited_aligned, transform)

@@ -1,0 +1,142 @@
+"""Small views: an image canvas, a direction slider, the face picker and image conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+SLIDER_STEPS_PER_UNIT = 100
+
+
+def to_qimage(arr: np.ndarray) -> QImage:
+    """(H, W, 3) uint8 -> a QImage that owns a copy of the pixels."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    h, w = arr.shape[:2]
+    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class ImageView(QLabel):
+    """Shows one RGB array scaled to fit (aspect kept); ``array`` is what it shows."""
+
+    def __init__(self, placeholder: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.array: np.ndarray | None = None
+        self._image: QImage | None = None
+        self._placeholder = placeholder
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(QSize(200, 200))
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setStyleSheet("QLabel { background: #202020; color: #a0a0a0; }")
+        self.setText(placeholder)
+
+    def set_array(self, arr: np.ndarray | None) -> None:
+        self.array = None if arr is None else np.asarray(arr)
+        self._image = None if arr is None else to_qimage(arr)
+        self._refresh()
+
+    def image(self) -> QImage | None:
+        return self._image
+
+    def _refresh(self) -> None:
+        if self._image is None:
+            self.setPixmap(QPixmap())
+            self.setText(self._placeholder)
+            return
+        pm = QPixmap.fromImage(self._image)
+        size = self.size()
+        if pm.width() > size.width() or pm.height() > size.height() or pm.width() * 2 <= size.width():
+            pm = pm.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        self.setPixmap(pm)
+
+    def resizeEvent(self, e):  # noqa: N802 (Qt)
+        super().resizeEvent(e)
+        if self._image is not None:
+            self._refresh()
+
+
+class DirectionSlider(QWidget):
+    """One direction: name, slider over its range, value, reset. Emits ``moved(name, alpha, dragging)``
+    while moving and ``released(name)`` when the drag ends."""
+
+    moved = Signal(str, float, bool)
+    released = Signal(str)
+
+    def __init__(self, name: str, label: str, lo: float, hi: float, tooltip: str = "", parent=None):
+        super().__init__(parent)
+        self.name = name
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel(label)
+        self.label.setMinimumWidth(80)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(round(lo * SLIDER_STEPS_PER_UNIT), round(hi * SLIDER_STEPS_PER_UNIT))
+        self.slider.setValue(0)
+        self.slider.setToolTip(tooltip or f"{label}: {lo:+g} to {hi:+g} (W units)")
+        self.value_label = QLabel("+0.00")
+        self.value_label.setMinimumWidth(44)
+        self.reset_button = QToolButton()
+        self.reset_button.setText("⟲")
+        self.reset_button.setToolTip(f"Reset {label} to 0")
+        for w in (self.label, self.slider, self.value_label, self.reset_button):
+            lay.addWidget(w)
+        self.slider.valueChanged.connect(self._changed)
+        self.slider.sliderReleased.connect(lambda: self.released.emit(self.name))
+        self.reset_button.clicked.connect(lambda: self.slider.setValue(0))
+
+    @property
+    def alpha(self) -> float:
+        return self.slider.value() / SLIDER_STEPS_PER_UNIT
+
+    def set_alpha(self, alpha: float) -> None:
+        """Show ``alpha`` without emitting ``moved`` (model -> view)."""
+        self.slider.blockSignals(True)
+        self.slider.setValue(round(alpha * SLIDER_STEPS_PER_UNIT))
+        self.slider.blockSignals(False)
+        self.value_label.setText(f"{alpha:+.2f}")
+
+    def _changed(self, v: int) -> None:
+        a = v / SLIDER_STEPS_PER_UNIT
+        self.value_label.setText(f"{a:+.2f}")
+        self.moved.emit(self.name, a, self.slider.isSliderDown())
+
+
+class FacePickerDialog(QDialog):
+    """Pick one of several faces (thumbnails, best first). ``chosen`` is the index or None."""
+
+    def __init__(self, thumbnails: list[np.ndarray], parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Several faces found")
+        self.chosen: int | None = None
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("This photo has several faces. Click the one to edit (the most confident "
+                             "detection is first)."))
+        grid = QGridLayout()
+        for i, th in enumerate(thumbnails):
+            b = QToolButton()
+            b.setIcon(QPixmap.fromImage(to_qimage(th)))
+            b.setIconSize(QSize(th.shape[1], th.shape[0]))
+            b.setText(f"Face {i + 1}")
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            b.clicked.connect(lambda _=False, i=i: self._pick(i))
+            grid.addWidget(b, i // 4, i % 4)
+        lay.addLayout(grid)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        bb.rejected.connect(self.reject)
+        lay.addWidget(bb)
+
+    def _pick(self, i: int) -> None:
+        self.chosen = i
+        self.accept()

@@ -1,0 +1,184 @@
+"""The real window, offscreen, on a tiny random generator and the shared sample photos."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import DATA
+
+FACES = DATA / "faces"
+needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason="shared sample photos not found")
+PHOTO = FACES / "celebahq_male_005735.jpg"
+
+
+def _pixels(view) -> bytes:
+    img = view.pixmap().toImage()
+    return bytes(img.constBits()) if not img.isNull() else b""
+
+
+def _open_photo(qtbot, win, path=PHOTO):
+    with qtbot.waitSignal(win.photo_ready, timeout=30000):
+        win.open_path(path)
+
+
+def _invert(qtbot, win, method="optimize"):
+    win.set_method(method)
+    with qtbot.waitSignal(win.paste_shown, timeout=60000):
+        win.invert()
+
+
+def test_model_offers_methods_and_sefa_sliders(window):
+    names = {window.method_combo.model().item(i).data(256): window.method_combo.model().item(i).isEnabled()
+             for i in range(window.method_combo.count())}
+    assert names["optimize"] and not names["psp"] and not names["hybrid"]  # greyed out, with a reason
+    assert window.model.directions_source == "sefa" and len(window._sliders) == 5
+    assert window.random_button.isEnabled() and not window.invert_button.isEnabled()
+
+
+@needs_faces
+def test_photo_invert_edit_undo_redo_export(qtbot, window, tmp_path):
+    win = window
+    _open_photo(qtbot, win)
+    assert win.aligned.image.shape == (256, 256, 3)   # FFHQ profile for a model without one
+    assert win.photo_view.array.shape == win.photo.image.shape
+    _invert(qtbot, win)
+    assert win.session is not None and win.session.ws().shape == (8, 32)
+    assert win.edit_image.shape == (32, 32, 3) and win.pasted_image.shape == win.photo.image.shape
+    before_edit, before_photo = _pixels(win.edit_view), win.pasted_image.copy()
+
+    name, slider = next(iter(win._sliders.items()))
+    with qtbot.waitSignal(win.paste_shown, timeout=30000):
+        slider.slider.setValue(slider.slider.maximum())
+    assert win.session.amount(name) == pytest.approx(slider.alpha) and slider.alpha > 0
+    assert _pixels(win.edit_view) != before_edit
+    assert not np.array_equal(win.pasted_image, before_photo)
+    assert "Undo" in win.undo_action.text() and win.undo_action.isEnabled()
+
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+        win.undo_action.trigger()
+    assert win.session.amount(name) == 0 and slider.alpha == 0
+    assert _pixels(win.edit_view) == before_edit
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+        win.redo_action.trigger()
+    assert win.session.amount(name) == pytest.approx(slider.alpha) and slider.alpha > 0
+    qtbot.waitSignal(win.paste_shown, timeout=30000).wait()  # (may already have been emitted)
+
+    with qtbot.waitSignal(win.exported, timeout=10000):
+        win.export_photo(tmp_path / "photo.png")
+    with qtbot.waitSignal(win.exported, timeout=10000):
+        win.export_aligned(tmp_path / "face.png")
+    assert Image.open(tmp_path / "photo.png").size == Image.open(PHOTO).size
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "face.png")), win.edit_image)
+
+
+def test_shortcuts(window):
+    assert window.undo_action.shortcut().toString() == "Ctrl+Z"
+    assert window.redo_action.shortcut().toString() == "Ctrl+Shift+Z"
+
+
+def test_random_face_truncation_and_reset(qtbot, window):
+    win = window
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+        win.random_button.click()
+    assert win.session is not None and win.seed_spin.value() == 1
+    first = _pixels(win.edit_view)
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+        win.psi_slider.setValue(0)
+    assert win.session.state.psi == 0 and _pixels(win.edit_view) != first
+    avg = win.session.ws().numpy()
+    assert np.allclose(avg, win.model.G.w_avg.numpy()[None], atol=1e-5)  # psi 0 = the average face
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+        win.reset_button.click()
+    assert win.session.state.psi == 1 and win.psi_slider.value() == 100
+
+
+def _expect_error(qtbot, win, path, needle):
+    with qtbot.waitSignal(win.message_shown, timeout=30000) as sig:
+        win.open_path(path)
+    kind, title, text = sig.args
+    assert kind == "error" and needle in text.lower(), text
+    assert "Traceback" not in text
+
+
+@needs_faces
+def test_error_dialogs(qtbot, window, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    _expect_error(qtbot, window, bad, "broken.jpg")
+    _expect_error(qtbot, window, FACES / "noface_coffee.png", "no face")
+    bad_model = tmp_path / "model.safetensors"
+    bad_model.write_bytes(b"\0" * 100)
+    _expect_error(qtbot, window, bad_model, "model.safetensors")
+    assert window.model is not None  # the loaded model stays
+    assert len(window.messages) == 3
+
+
+@needs_faces
+def test_face_picker_for_several_faces(qtbot, window, monkeypatch):
+    asked = []
+    monkeypatch.setattr(window, "ask_face", lambda photo: asked.append(len(photo.faces)) or 1)
+    _open_photo(qtbot, window, FACES / "two_faces_celebahq.jpg")
+    assert asked and asked[0] >= 2
+    face = window.photo.faces[1]
+    assert window.aligned is not None and face is not window.photo.faces[0]
+
+
+def test_about_shows_the_model_licence(window):
+    window.show_about()
+    kind, title, text = window.messages[-1]
+    assert "StyleStudio" in text and window.model.licence in text and "MIT" in text
+
+
+def test_default_pack_licence_is_read():
+    from studio.core.formats import load_checkpoint
+    from studio.engine.workspace import bundle_licence, default_model_path
+
+    pack = default_model_path()
+    if pack is None:
+        pytest.skip("no default pack")
+    assert "UTKFace" in bundle_licence(load_checkpoint(pack))
+
+
+@needs_faces
+def test_ui_stays_responsive_during_inversion_and_cancel(qtbot, window):
+    from PySide6.QtCore import QTimer
+
+    win = window
+    _open_photo(qtbot, win)
+    win.optimize_steps = 10_000  # runs until cancelled
+    win.set_method("optimize")
+    stamps = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    timer.start()
+    win.invert()
+    assert win.cancel_button.isEnabled() and not win.invert_button.isEnabled()
+    qtbot.waitUntil(lambda: win.invert_step > 0, timeout=30000)  # the optimisation is running
+    stamps.clear()
+    qtbot.wait(1500)
+    timer.stop()
+    gaps = np.diff(stamps) * 1000
+    assert len(stamps) > 20 and gaps.max() < 100, f"max gap {gaps.max():.0f} ms"
+    win.cancel_inversion()
+    qtbot.waitUntil(lambda: win.invert_button.isEnabled(), timeout=30000)
+    assert win.session is None and win.progress.value() == 0
+    assert not any(k == "error" for k, *_ in win.messages)
+
+
+@needs_faces
+def test_drop_a_photo(qtbot, window):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(PHOTO))])
+    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                    Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.photo_ready, timeout=30000):
+        window.dropEvent(ev)
+    assert window.photo.path == str(PHOTO)
