@@ -228,3 +228,18 @@ def field_converter(type_name: str):
 
     conv.__name__ = base
     return conv
+
+
+def open_run_dir(out: str | Path, desc: str, config: dict) -> Path:
+    """A new numbered run directory with its ``config.json`` (the run's config, argv, torch version)."""
+    run_dir = new_run_dir(out, desc)
+    atomic_write_json(run_dir / "config.json", {"train": config, "argv": sys.argv, "torch": torch.__version__})
+    return run_dir
+
+
+def log_to_run_dir(run_dir: Path) -> None:
+    """Copy every log record into ``run_dir/log.txt`` too."""
+    fh = logging.FileHandler(run_dir / "log.txt")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(fh)
+    logging.getLogger("trainers").info("run directory: %s", run_dir)

@@ -57,8 +57,8 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.crg import SPACES, CRGEncoder
 from studio.core.nets.encoding import EncoderPipeline
 from trainers.common import (MetricsLog, StopFlag, TensorBoard, UserError, all_reduce_mean, atomic_torch_save,
-                             atomic_write_bytes, atomic_write_json, barrier, init_distributed, is_distributed,
-                             is_main, new_run_dir, peak_rss_mb, rank, world_size)
+                             atomic_write_bytes, barrier, init_distributed, is_distributed,
+                             is_main, log_to_run_dir, open_run_dir, peak_rss_mb, rank, world_size)
 
 log = logging.getLogger("trainers.crg")
 
@@ -585,16 +585,11 @@ def main(argv=None) -> int:
                 resume_from = None  # killed before the first snapshot: start over in the same folder
         elif is_rank0:
             name = Path(cfg.model).stem if cfg.model else "pack"
-            run_dir = new_run_dir(cfg.out, cfg.desc or f"crg-{name}-{cfg.space}-{cfg.size}")
-            atomic_write_json(run_dir / "config.json", {"train": asdict(cfg), "argv": sys.argv,
-                                                       "torch": torch.__version__})
+            run_dir = open_run_dir(cfg.out, cfg.desc or f"crg-{name}-{cfg.space}-{cfg.size}", asdict(cfg))
         else:
             run_dir = None
         if is_rank0:
-            fh = logging.FileHandler(run_dir / "log.txt")
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            logging.getLogger().addHandler(fh)
-            log.info("run directory: %s", run_dir)
+            log_to_run_dir(run_dir)
         trainer = CRGTrainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm)
         trainer.run()
     except UserError as e:

@@ -116,12 +116,12 @@ from trainers.common import (
     all_reduce_mean,
     atomic_torch_save,
     atomic_write_bytes,
-    atomic_write_json,
     barrier,
     init_distributed,
     is_distributed,
     is_main,
-    new_run_dir,
+    log_to_run_dir,
+    open_run_dir,
     peak_rss_mb,
     rank,
     world_size,
@@ -885,16 +885,11 @@ def main(argv=None) -> int:
             if not resume_from.is_file():
                 resume_from = None  # killed before the first snapshot: start over in the same folder
         elif is_rank0:
-            run_dir = new_run_dir(cfg.out, _run_desc(cfg))
-            atomic_write_json(run_dir / "config.json", {"train": asdict(cfg), "argv": sys.argv,
-                                                       "torch": torch.__version__})
+            run_dir = open_run_dir(cfg.out, _run_desc(cfg), asdict(cfg))
         else:
             run_dir = None
         if is_rank0:
-            fh = logging.FileHandler(run_dir / "log.txt")
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            logging.getLogger().addHandler(fh)
-            log.info("run directory: %s", run_dir)
+            log_to_run_dir(run_dir)
         trainer = Trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm)
         trainer.run()
     except UserError as e:

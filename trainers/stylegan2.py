@@ -35,8 +35,8 @@ from studio.core.nets.stylegan2 import Discriminator, Generator
 from trainers import losses
 from trainers.augment import AdaptiveP, augment
 from trainers.common import (MetricsLog, StopFlag, field_converter, TensorBoard, UserError, all_reduce_mean, atomic_torch_save,
-                             atomic_write_bytes, atomic_write_json, barrier, init_distributed, is_distributed,
-                             is_main, new_run_dir, peak_rss_mb, rank, world_size)
+                             atomic_write_bytes, barrier, init_distributed, is_distributed,
+                             is_main, log_to_run_dir, open_run_dir, peak_rss_mb, rank, world_size)
 from trainers.data import BatchStream, load_images
 
 log = logging.getLogger("trainers.stylegan2")
@@ -676,17 +676,12 @@ def main(argv=None) -> int:
             resume_from = Path(args.resume_compact) if args.resume_compact else None
             data = Path(cfg.data)
             name = data.resolve().parent.name if data.name == "images" else data.name
-            run_dir = new_run_dir(cfg.out, cfg.desc or f"{name}-{cfg.cfg}-{cfg.d}")
-            atomic_write_json(run_dir / "config.json", {"train": asdict(cfg), "argv": sys.argv,
-                                                       "torch": torch.__version__})
+            run_dir = open_run_dir(cfg.out, cfg.desc or f"{name}-{cfg.cfg}-{cfg.d}", asdict(cfg))
         else:
             run_dir = None
             resume_from = Path(args.resume_compact) if args.resume_compact else None
         if is_rank0:
-            fh = logging.FileHandler(run_dir / "log.txt")
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            logging.getLogger().addHandler(fh)
-            log.info("run directory: %s", run_dir)
+            log_to_run_dir(run_dir)
         trainer = Trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm)
         trainer.run()
     except UserError as e:
