@@ -433,3 +433,121 @@ def load_directions(path: str | Path, *, w_dim: int, num_ws: int | None = None,
         return load_ganspace_npz(path, w_dim=w_dim, num_ws=num_ws, layers=layers)
     raise DirectionError("unknown direction file; use an InterFaceGAN boundary (.npy) or a GANSpace "
                          "component file (.npz)", path=path)
+
+
+# ----------------------------------------------------------------------------
+# Directions shipped in a model pack (``manifest['directions']``)
+
+#: Entry fields of ``manifest['directions']`` (a dict key -> entry, or a list of entries):
+#: ``file`` (.npy boundary / .npz components, in the pack's folder), ``index`` (component in a .npz),
+#: ``name``, ``label``, ``method``, ``layers`` [start, stop), ``range`` [lo, hi], ``default_scale``,
+#: ``notes``, ``sha256`` (of the file; checked when present).
+PACK_DIRECTION_SUFFIXES = (".npy", ".npz")
+MAX_DIRECTION_FILE_BYTES = 64 << 20
+
+
+def _pack_manifest(bundle_or_path) -> tuple[dict, Path | None]:
+    """(manifest, folder holding its files) of a loaded bundle or a pack path (folder or manifest.json).
+    A single-file model has no folder (None)."""
+    import json
+
+    if hasattr(bundle_or_path, "meta"):
+        man = (bundle_or_path.meta or {}).get("manifest") or {}
+        p = Path(bundle_or_path.path) if getattr(bundle_or_path, "path", "") else None
+        root = None if p is None else p if p.is_dir() else p.parent if p.suffix == ".json" else None
+        return man, root
+    p = Path(bundle_or_path)
+    mpath = p / "manifest.json" if p.is_dir() else p
+    if mpath.suffix != ".json":
+        return {}, None          # a single-file model: its manifest cannot list files beside it
+    try:
+        raw = mpath.read_bytes()
+        if len(raw) > 16 << 20:
+            raise DirectionError("manifest is implausibly large", path=mpath)
+        man = json.loads(raw)
+    except OSError as e:
+        raise DirectionError(f"cannot read the pack's manifest ({e.strerror or e})", path=mpath) from None
+    except ValueError as e:
+        raise DirectionError(f"the pack's manifest is not valid JSON ({e})", path=mpath) from None
+    if not isinstance(man, dict):
+        raise DirectionError("the pack's manifest is not a JSON object", path=mpath)
+    return man, mpath.parent
+
+
+def load_pack_directions(bundle_or_path) -> list[Direction]:
+    """The directions listed in a model pack's ``manifest['directions']``, in manifest order.
+
+    ``bundle_or_path``: a :class:`~studio.core.formats.ModelBundle` loaded from a pack folder (its
+    ``meta['manifest']``), the folder, or its ``manifest.json``. Each file is read only as ``.npy`` /
+    ``.npz`` without pickle (:func:`load_directions`), after its sha256 is checked against the entry
+    (a mismatch, a missing file or a file name outside the folder raises :class:`DirectionError`).
+    Each direction gets the entry's ``name``, ``layers`` and ``range``; ``label``, ``method``,
+    ``notes``, ``default_scale`` and the manifest key go into ``meta``. No entries: ``[]``.
+    """
+    import hashlib
+
+    man, root = _pack_manifest(bundle_or_path)
+    entries = man.get("directions") or {}
+    if isinstance(entries, list):
+        items = [(str(e.get("name", i)) if isinstance(e, dict) else str(i), e) for i, e in enumerate(entries)]
+    elif isinstance(entries, dict):
+        items = [(str(k), e) for k, e in entries.items()]
+    else:
+        raise DirectionError("manifest['directions'] must be a dict or a list of entries")
+    if not items:
+        return []
+    if root is None:
+        raise DirectionError("this model lists directions but is not a pack folder; its direction files cannot be found")
+    try:
+        w_dim, num_ws = int(man["w_dim"]), int(man["num_ws"])
+    except (KeyError, TypeError, ValueError):
+        raise DirectionError("the pack's manifest has no w_dim / num_ws", path=root) from None
+    loaded: dict[str, list[Direction]] = {}
+    hashes: dict[str, str] = {}
+    out = []
+    for key, e in items:
+        if not isinstance(e, dict):
+            raise DirectionError(f"manifest['directions'][{key!r}] is not an object", path=root)
+        fname = e.get("file")
+        if (not isinstance(fname, str) or not fname or "/" in fname or "\\" in fname or fname.startswith(".")
+                or Path(fname).suffix.lower() not in PACK_DIRECTION_SUFFIXES):
+            raise DirectionError(f"direction {key!r}: bad file name {fname!r} (expected a .npy or .npz file in "
+                                 f"the pack's folder)", path=root)
+        fpath = root / fname
+        if fname not in loaded:
+            try:
+                if fpath.stat().st_size > MAX_DIRECTION_FILE_BYTES:
+                    raise DirectionError(f"direction {key!r}: file is implausibly large", path=fpath)
+                data = fpath.read_bytes()
+            except OSError as err:
+                raise DirectionError(f"direction {key!r}: file missing or unreadable ({err.strerror or err})",
+                                     path=fpath) from None
+            hashes[fname] = hashlib.sha256(data).hexdigest()
+            loaded[fname] = load_directions(fpath, w_dim=w_dim)
+        want = e.get("sha256")
+        if want is None:
+            log.warning("%s: no sha256 in the manifest for direction %r; not verified", fpath, key)
+        elif hashes[fname] != str(want).lower():
+            raise DirectionError(f"direction {key!r}: sha256 does not match the manifest (file corrupt, "
+                                 f"truncated or replaced)", path=fpath)
+        group = loaded[fname]
+        idx = e.get("index", 0)
+        if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < len(group):
+            raise DirectionError(f"direction {key!r}: index {idx} but the file holds {len(group)}", path=fpath)
+        base = group[idx]
+        layers = e.get("layers")
+        rng = e.get("range", base.default_range)
+        try:
+            layers = None if layers is None else (int(layers[0]), int(layers[1]))
+            rng = (float(rng[0]), float(rng[1]))
+        except (TypeError, ValueError, IndexError):
+            raise DirectionError(f"direction {key!r}: layers / range must be [start, stop] / [lo, hi]", path=root) from None
+        if not rng[0] < rng[1]:
+            raise DirectionError(f"direction {key!r}: empty range {list(rng)}", path=root)
+        meta = {k: e[k] for k in ("label", "method", "notes", "default_scale", "measured") if k in e}
+        meta.update(key=key, file=fname, index=idx)
+        d = Direction(str(e.get("name") or key), base.vector, layers=layers, default_range=rng,
+                      source=str(e.get("method") or base.source), meta=meta)
+        d.check_fits(w_dim, num_ws)
+        out.append(d)
+    return out
