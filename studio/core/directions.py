@@ -12,6 +12,8 @@ Files: InterFaceGAN boundaries (``.npy``, shape [1, w_dim]) and GANSpace compone
 with ``lat_comp`` [k, 1, w_dim], ``lat_mean``, ``lat_stdev``, ...). A vector whose size does not fit
 the loaded generator is refused with a :class:`DirectionError` that says so. Files are read with
 ``allow_pickle=False`` (never run code) and written through :func:`atomic_write_bytes`.
+A model pack lists its directions in ``manifest['directions']``; :func:`load_pack_directions` reads
+them (each file's sha256 checked against the manifest).
 """
 
 from __future__ import annotations
