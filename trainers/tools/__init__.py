@@ -1,0 +1,1 @@
+"""One-off conversion tools (run with ``python -m trainers.tools.<name>``)."""
