@@ -557,6 +557,33 @@ class EditSession:
         """Drop every edit (directions, mixing, truncation), keeping the source; undoable."""
         self.execute(ReplaceState(EditState(self.state.source.copy(), StyleMixer(self.num_ws))))
 
+    def reset_directions(self) -> None:
+        """Every direction amount back to 0 (mixing and truncation stay); one undo step."""
+        if all(ad.alpha == 0 for ad in self.state.directions):
+            return
+        new = self.state.copy()
+        for ad in new.directions:
+            ad.alpha = 0.0
+        self.execute(ReplaceState(new, "reset directions"))
+
+    def recipe(self, **extra) -> dict:
+        """The edit as JSON-able data (what an exported image carries in its metadata): the model,
+        truncation, the non-zero direction amounts with their layer ranges, and the mixing settings.
+        ``extra`` keys (e.g. the source photo, the inversion method) are added as given."""
+        s = self.state
+        out = {
+            "app": f"stylestudio {__version__}",
+            "model": None if self.model is None else self.model.to_json(),
+            "psi": s.psi, "cutoff": s.cutoff,
+            "directions": [{"name": ad.direction.name, "alpha": round(float(ad.alpha), 6),
+                            "layers": list(ad.direction.span(s.num_ws)), "source": ad.direction.source}
+                           for ad in s.directions if ad.alpha != 0],
+            "mix": dict(s.mixer.to_json(), rows=[round(float(x), 6) for x in s.mixer.row_strengths()])
+            if s.mixer.active else None,
+        }
+        out.update(extra)
+        return out
+
     # -- output -------------------------------------------------------------------------------------
 
     def render(self, G, *, noise_mode: str = "const", device=None) -> torch.Tensor:

@@ -215,3 +215,125 @@ def paste(photo: PhotoFaces, edited_aligned: np.ndarray, transform) -> np.ndarra
     from studio.core.paste import paste_back
 
     return paste_back(photo.image, edited_aligned, transform)
+
+
+def refine(model: LoadedModel, aligned_image: np.ndarray, start, *, steps: int = 60, preview_every: int = 5,
+           seed: int = 0, progress=None, cancel=None):
+    """Hybrid refinement: optimise W+ from ``start`` (the current latent, [num_ws, w_dim]) towards the
+    aligned face for ``steps`` steps, with a preview every ``preview_every`` steps. Returns an
+    :class:`~studio.core.inversion.Inversion` (method 'refine')."""
+    from studio.core.inversion import OptimizeInverter
+    from studio.core.projector import ProjectorConfig
+
+    start_ws = torch.as_tensor(np.asarray(start, dtype=np.float32)).reshape(1, model.num_ws, model.w_dim)
+
+    class _Start:  # the inverter's "encoder": the given latent
+        method = "current"
+
+        def encode(self, target):
+            return start_ws.to(target.device)
+
+    cfg = ProjectorConfig(seed=seed, steps=max(1, int(steps)), preview_every=max(0, int(preview_every)))
+    inverter = OptimizeInverter(model.G, cfg, start=_Start())
+    inverter.method = "refine"
+    return inverter.invert(aligned_image, progress=progress, cancel=cancel)
+
+
+def render_latent(G, latent) -> np.ndarray:
+    """(R, R, 3) uint8 image of a W+ latent [num_ws, w_dim] (a thumbnail, e.g. the mixing reference)."""
+    from studio.core.tensors import to_uint8
+
+    ws = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(1, int(G.num_ws), int(G.w_dim))
+    dev = next(G.parameters()).device
+    with torch.inference_mode():
+        img = G.synthesis(ws.to(dev), noise_mode="const")
+    return to_uint8(img)[0]
+
+
+def load_direction_file(model: LoadedModel, path: str | Path) -> list:
+    """Directions (list[Direction]) of an InterFaceGAN ``.npy`` / GANSpace ``.npz`` file, checked
+    against the loaded generator; a wrong-size file raises a DirectionError that says so."""
+    from studio.core.directions import load_directions
+
+    found = load_directions(path, w_dim=model.w_dim, num_ws=model.num_ws)
+    for d in found:
+        d.meta.setdefault("file", Path(path).name)
+        if d.source != "file":
+            d.meta.setdefault("label", d.name)
+    return found
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(device, label) pairs the app can run on: the CPU, and CUDA when PyTorch sees a GPU."""
+    out = [("cpu", "CPU")]
+    try:
+        if torch.cuda.is_available():
+            out.append(("cuda", f"CUDA ({torch.cuda.get_device_name(0)})"))
+    except Exception:  # noqa: BLE001 - a broken driver must not stop the app
+        log.warning("CUDA is present but unusable", exc_info=True)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Export with the edit recipe
+
+RECIPE_KEY = "stylestudio:recipe"
+
+
+def save_with_recipe(path: str | Path, img: np.ndarray, recipe: dict | None = None, *, quality: int = 95) -> Path:
+    """Write an RGB image with the edit ``recipe`` (JSON) in its metadata: a PNG ``iTXt`` chunk named
+    ``stylestudio:recipe``; for JPEG the JPEG comment and the EXIF ImageDescription. Other formats
+    are written without it. Atomic; raises :class:`~studio.core.errors.ImageError`."""
+    import io
+    import json
+
+    from PIL import Image, PngImagePlugin
+
+    from studio.core.errors import ImageError
+    from studio.core.fileio import atomic_write_bytes
+    from studio.core.imageio import save_image
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if recipe is None or suffix not in (".png", ".jpg", ".jpeg"):
+        return save_image(path, img, quality=quality)
+    text = json.dumps(recipe, sort_keys=True, allow_nan=False)
+    arr = np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageError(path, f"expected an RGB image (H, W, 3), got shape {list(arr.shape)}")
+    im = Image.fromarray(arr, "RGB")
+    buf = io.BytesIO()
+    try:
+        if suffix == ".png":
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt(RECIPE_KEY, text)
+            info.add_text("Software", "StyleStudio")
+            im.save(buf, format="PNG", pnginfo=info, compress_level=6)
+        else:
+            exif = Image.Exif()
+            exif[0x010E] = text            # ImageDescription
+            exif[0x0131] = "StyleStudio"   # Software
+            im.save(buf, format="JPEG", quality=int(quality), comment=text.encode("utf-8"), exif=exif.tobytes())
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        raise ImageError(path, f"cannot write the image ({e.strerror or e}); check the folder exists and is "
+                               "writable") from None
+    return path
+
+
+def read_recipe(path: str | Path) -> dict | None:
+    """The recipe :func:`save_with_recipe` stored in an image, or None."""
+    import json
+
+    from PIL import Image
+
+    with Image.open(path) as im:
+        text = im.info.get(RECIPE_KEY) or im.info.get("comment")
+        if text is None:
+            text = im.getexif().get(0x010E)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None

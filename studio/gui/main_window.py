@@ -1,5 +1,7 @@
 """The StyleStudio main window: canvas (aligned edit + photo with the edit pasted back), inversion
-panel, direction sliders, truncation, random face, undo/redo, export, About.
+panel (encoders, optimisation, Refine, device), direction sliders (reset, layer ranges, extra direction
+files), style mixing, truncation, random face, undo/redo, projects, export with the edit recipe,
+clipboard, recent files, About.
 
 A view only: all state lives in :class:`~studio.engine.session.EditSession` and the
 :class:`~studio.engine.workspace.LoadedModel`; every slow step (model loading, face detection and
@@ -9,6 +11,7 @@ alignment, inversion, rendering, paste-back, file writing) runs in a worker and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -38,18 +42,40 @@ from PySide6.QtWidgets import (
 
 from studio import __version__
 from studio.core.errors import StudioError
+from studio.core.latent import layer_groups
 from studio.engine import workspace as ws_ops
 from studio.engine.renderer import Renderer, RenderWorker
 from studio.engine.session import AppliedDirection, EditSession
+from studio.gui.compat import install_none_guard
 from studio.gui.jobs import QtJobs
-from studio.gui.widgets import DirectionSlider, FacePickerDialog, ImageView
+from studio.gui.panels import MixingPanel
+from studio.gui.widgets import DirectionSlider, FacePickerDialog, ImageView, to_qimage
 
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif)"
 MODEL_FILTER = "Models (*.pkl *.pt *.pth *.safetensors manifest.json)"
 PROJECT_FILTER = "StyleStudio projects (*.stylestudio)"
+DIRECTION_FILTER = "Directions (*.npy *.npz)"
 PSI_STEPS = 100
+MAX_RECENT = 8
+REFINE_STEPS = 60
+SHORTCUTS = [  # (keys, what) for Help ▸ Keyboard shortcuts
+    ("Ctrl+O", "Open a photo, project or model"), ("Ctrl+Shift+O", "Open a model"),
+    ("Ctrl+D", "Load extra directions"), ("Ctrl+S", "Save the project"),
+    ("Ctrl+E", "Export the photo with the edit pasted back"), ("Ctrl+Shift+E", "Export the aligned edit"),
+    ("Ctrl+C", "Copy the result to the clipboard"), ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
+    ("Ctrl+I", "Invert the face"), ("Ctrl+Shift+R", "Refine the inversion"), ("Esc", "Cancel inversion / refinement"),
+    ("Ctrl+R", "Random face"), ("Ctrl+B", "Show the original (before)"), ("Ctrl+0", "Reset the directions"),
+    ("Ctrl+Q", "Quit"),
+]
+
+
+def _with_hint(exc: BaseException, hint: str) -> BaseException:
+    """A user error with ``hint`` (what to do) appended; other exceptions unchanged."""
+    if isinstance(exc, StudioError) and hint not in str(exc):
+        return StudioError(f"{exc}\n\n{hint}")
+    return exc
 
 
 class MainWindow(QMainWindow):
@@ -64,11 +90,17 @@ class MainWindow(QMainWindow):
     paste_shown = Signal(int)
     exported = Signal(str)
     project_saved = Signal(str)
+    project_opened = Signal(str)
+    directions_loaded = Signal(int)   # how many were added
+    reference_ready = Signal()        # a new mixing reference is in the session
+    reference_thumb_shown = Signal()
+    refine_finished = Signal()
     message_shown = Signal(str, str, str)  # kind, title, text
 
     def __init__(self, *, model_path: str | Path | None = None, optimize_steps: int | None = None,
                  device: str = "cpu", settings: QSettings | bool | None = None, parent: QWidget | None = None):
         super().__init__(parent)
+        install_none_guard()
         self.setWindowTitle("StyleStudio")
         self.setAcceptDrops(True)
         self.optimize_steps = optimize_steps
@@ -89,6 +121,19 @@ class MainWindow(QMainWindow):
         self._sliders: dict[str, DirectionSlider] = {}
         self.invert_step = 0              # last progress step reported by the running inversion
         self._pending_open: str | None = None
+        self.last_inversion = None
+        self._refine_job = None
+        self._reference_job = None
+        self._ref_infos: dict[int, dict] = {}    # hash of a reference W+ -> where it came from
+        self._ref_thumb_key: int | None = None
+        self._pending_ref: tuple | None = None   # (thumbnail, info) of the reference being set
+        self.recent: list[str] = []
+        self.last_frame_ms: dict[str, float] = {}  # 'preview' / 'final': request -> pixels shown
+        self.last_render_ms = 0.0
+        if self.settings is not None:
+            self.device = str(self.settings.value("device", device) or device)
+            if self.device not in {d for d, _ in ws_ops.available_devices()}:
+                self.device = "cpu"
         self._build_ui()
         self._restore_settings()
         self._update_actions()
@@ -105,15 +150,18 @@ class MainWindow(QMainWindow):
     def _build_ui(self) -> None:
         # canvas
         self.edit_view = ImageView("Drop a photo here, or File ▸ Open")
+        self.edit_view.setToolTip("The aligned face with your edits")
         self.photo_view = ImageView("The photo with the edit pasted back")
+        self.photo_view.setToolTip("The whole photo with the edited face pasted back")
         self.show_original = QCheckBox("Show original (before)")
-        self.show_original.setToolTip("Hold to compare the edit with the original face and photo")
+        self.show_original.setToolTip("Compare the edit with the original face and photo (Ctrl+B)")
         self.show_original.toggled.connect(self._refresh_canvas)
         canvas = QWidget()
         cl = QVBoxLayout(canvas)
         row = QSplitter(Qt.Orientation.Horizontal)
         row.addWidget(self.edit_view)
         row.addWidget(self.photo_view)
+        self.canvas_splitter = row
         cl.addWidget(row, 1)
         cl.addWidget(self.show_original)
 
@@ -122,17 +170,40 @@ class MainWindow(QMainWindow):
         il = QVBoxLayout(inv)
         self.method_combo = QComboBox()
         self.method_combo.setToolTip("How the face becomes a latent: encoders are fast, optimisation most faithful")
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        self.device_combo = QComboBox()
+        for dev, label in ws_ops.available_devices():
+            self.device_combo.addItem(label, dev)
+        self.device_combo.setToolTip("Where the networks run: the CPU, or a CUDA GPU when one is present")
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(self.device)))
+        self.device_combo.currentIndexChanged.connect(self._device_changed)
         self.invert_button = QPushButton("Invert")
-        self.invert_button.setToolTip("Find the latent of the aligned face with the chosen method")
+        self.invert_button.setToolTip("Find the latent of the aligned face with the chosen method (Ctrl+I)")
         self.invert_button.clicked.connect(self.invert)
+        self.refine_button = QPushButton("Refine")
+        self.refine_button.setToolTip("Improve the current latent by optimisation in the background "
+                                      "(live preview; Cancel keeps the previous face) (Ctrl+Shift+R)")
+        self.refine_button.clicked.connect(self.refine)
+        self.refine_steps = QSpinBox()
+        self.refine_steps.setRange(1, 2000)
+        steps = self.settings.value("refine_steps", REFINE_STEPS) if self.settings is not None else REFINE_STEPS
+        self.refine_steps.setValue(int(steps))
+        self.refine_steps.setSuffix(" steps")
+        self.refine_steps.setToolTip("Optimisation steps of Refine (more: closer to the photo, slower)")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running inversion or refinement (Esc)")
         self.cancel_button.clicked.connect(self.cancel_inversion)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        il.addWidget(self.method_combo)
+        form = QFormLayout()
+        form.addRow("Method", self.method_combo)
+        form.addRow("Device", self.device_combo)
+        il.addLayout(form)
         hb = QHBoxLayout()
         hb.addWidget(self.invert_button)
+        hb.addWidget(self.refine_button)
+        hb.addWidget(self.refine_steps)
         hb.addWidget(self.cancel_button)
         il.addLayout(hb)
         il.addWidget(self.progress)
@@ -153,14 +224,16 @@ class MainWindow(QMainWindow):
         gl.addRow("Truncation ψ", ph)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip("Seed of the next random face")
         self.random_button = QPushButton("Random face")
-        self.random_button.setToolTip("Start from a random face drawn from the seed (then the seed advances)")
+        self.random_button.setToolTip("Start from a random face drawn from the seed (then the seed advances) (Ctrl+R)")
         self.random_button.clicked.connect(self.random_face)
         rh = QHBoxLayout()
         rh.addWidget(self.seed_spin)
         rh.addWidget(self.random_button)
         gl.addRow("Seed", rh)
         self.reset_button = QPushButton("Reset all edits")
+        self.reset_button.setToolTip("Directions, mixing and truncation back to none (undoable)")
         self.reset_button.clicked.connect(self.reset_edits)
         gl.addRow(self.reset_button)
 
@@ -170,16 +243,44 @@ class MainWindow(QMainWindow):
         self.dir_note = QLabel("")
         self.dir_note.setWordWrap(True)
         self.dir_layout.addWidget(self.dir_note)
+        dh = QHBoxLayout()
+        self.reset_dirs_button = QPushButton("Reset directions")
+        self.reset_dirs_button.setToolTip("Every direction back to 0 (mixing and truncation stay) (Ctrl+0)")
+        self.reset_dirs_button.clicked.connect(self.reset_directions)
+        self.load_dirs_button = QPushButton("Load…")
+        self.load_dirs_button.setToolTip("Add directions from an InterFaceGAN .npy or GANSpace .npz file (Ctrl+D)")
+        self.load_dirs_button.clicked.connect(self.load_directions_dialog)
+        dh.addWidget(self.reset_dirs_button)
+        dh.addWidget(self.load_dirs_button)
+        self.dir_layout.addLayout(dh)
+        self.dir_advanced = QCheckBox("Layer ranges (advanced)")
+        self.dir_advanced.setToolTip("Choose which W+ rows each direction changes")
+        self.dir_advanced.toggled.connect(self._dir_advanced_toggled)
+        self.dir_layout.addWidget(self.dir_advanced)
+
+        # style mixing
+        self.mixing = MixingPanel()
+        self.mixing.photo_requested.connect(lambda: self.reference_from_photo())
+        self.mixing.seed_requested.connect(self.reference_from_seed)
+        self.mixing.clear_requested.connect(self.clear_reference)
+        self.mixing.cancel_requested.connect(self.cancel_reference)
+        self.mixing.strength_moved.connect(self._mix_moved)
+        self.mixing.layer_moved.connect(self._mix_layer_moved)
+        self.mixing.per_layer_toggled.connect(self._mix_per_layer)
+        self.mixing.released.connect(self._end_drag)
 
         side = QWidget()
         sl = QVBoxLayout(side)
-        for w in (inv, gen, self.dir_box):
+        for w in (inv, gen, self.dir_box, self.mixing):
             sl.addWidget(w)
         sl.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(side)
-        scroll.setMinimumWidth(330)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side.setMinimumWidth(side.minimumSizeHint().width())
+        scroll.setMinimumWidth(side.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.side_scroll = scroll
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(canvas)
@@ -190,9 +291,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(split)
 
         self.render_label = QLabel("")
+        self.render_label.setToolTip("Time from an edit to its pixels on screen (preview / full render)")
         self.statusBar().addPermanentWidget(self.render_label)
         self._build_menus()
-        self.resize(1200, 720)
+        self.resize(1280, 800)
 
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         a = QAction(text, self)
@@ -200,6 +302,7 @@ class MainWindow(QMainWindow):
             a.setShortcut(QKeySequence(shortcut))
         if tip:
             a.setStatusTip(tip)
+            a.setToolTip(tip)
         a.triggered.connect(lambda _=False: slot())
         menu.addAction(a)
         return a
@@ -209,22 +312,52 @@ class MainWindow(QMainWindow):
         f = mb.addMenu("&File")
         self.open_action = self._action(f, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
                                         "Open a photo, a .stylestudio project or a model file")
-        self._action(f, "Open &model…", self.open_model_dialog, None, "Load a StyleGAN2 / pSp / e4e checkpoint or pack")
+        self.recent_menu = f.addMenu("Open &recent")
+        self._action(f, "Open &model…", self.open_model_dialog, "Ctrl+Shift+O",
+                     "Load a StyleGAN2 / pSp / e4e checkpoint or pack")
+        self.load_dirs_action = self._action(f, "Load &directions…", self.load_directions_dialog, "Ctrl+D",
+                                             "Add directions from an InterFaceGAN .npy or GANSpace .npz file")
         f.addSeparator()
-        self.save_action = self._action(f, "&Save project…", self.save_project, QKeySequence.StandardKey.Save)
+        self.save_action = self._action(f, "&Save project…", self.save_project, QKeySequence.StandardKey.Save,
+                                        "Save the latent and every edit as a .stylestudio project")
         self.export_photo_action = self._action(f, "&Export photo…", self.export_photo, "Ctrl+E",
-                                                "Save the photo with the edited face pasted back")
+                                                "Save the photo with the edited face pasted back (recipe in metadata)")
         self.export_aligned_action = self._action(f, "Export &aligned edit…", self.export_aligned, "Ctrl+Shift+E",
-                                                  "Save the edited aligned face")
+                                                  "Save the edited aligned face (recipe in metadata)")
         f.addSeparator()
         self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         e = mb.addMenu("&Edit")
         self.undo_action = self._action(e, "&Undo", self.undo, "Ctrl+Z")
         self.redo_action = self._action(e, "&Redo", self.redo, "Ctrl+Shift+Z")
         e.addSeparator()
+        self.copy_action = self._action(e, "&Copy image", self.copy_to_clipboard, QKeySequence.StandardKey.Copy,
+                                        "Copy the edited photo (or the aligned edit) to the clipboard")
+        e.addSeparator()
+        self.reset_dirs_action = self._action(e, "Reset &directions", self.reset_directions, "Ctrl+0")
         self._action(e, "Reset all edits", self.reset_edits)
+        v = mb.addMenu("&View")
+        self.before_action = QAction("Show &original (before)", self)
+        self.before_action.setCheckable(True)
+        self.before_action.setShortcut(QKeySequence("Ctrl+B"))
+        self.before_action.toggled.connect(self.show_original.setChecked)
+        self.show_original.toggled.connect(self.before_action.setChecked)
+        v.addAction(self.before_action)
+        fa = mb.addMenu("F&ace")
+        self.invert_action = self._action(fa, "&Invert", self.invert, "Ctrl+I",
+                                          "Invert the face with the chosen method")
+        self.refine_action = self._action(fa, "&Refine", self.refine, "Ctrl+Shift+R",
+                                          "Refine the current latent by optimisation")
+        self.cancel_action = self._action(fa, "&Cancel", self._cancel_any, "Esc", "Stop the running inversion")
+        self._action(fa, "R&andom face", self.random_face, "Ctrl+R")
+        m = mb.addMenu("&Model")
+        self._action(m, "&Open model…", self.open_model_dialog, None,
+                     "Load a StyleGAN2 / pSp / e4e checkpoint or pack")
+        self._action(m, "Model &information", self.show_model_info, None,
+                     "Format, resolution, W+ size, encoders, directions and licence of the loaded model")
         h = mb.addMenu("&Help")
+        self._action(h, "&Keyboard shortcuts", self.show_shortcuts)
         self._action(h, "&About StyleStudio", self.show_about)
+        self._fill_recent_menu()
 
     # ------------------------------------------------------------------------------------------------
     # Messages (tests read ``messages`` / monkeypatch ``ask_*``)
@@ -258,6 +391,30 @@ class MainWindow(QMainWindow):
     def ask_save_path(self, title: str, default: str, filters: str) -> str | None:
         path, _ = QFileDialog.getSaveFileName(self, title, default, filters)
         return path or None
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+        self.show_message("info", "Keyboard shortcuts", f"<table cellspacing=4>{rows}</table>")
+
+    def model_info_text(self) -> str:
+        m = self.model
+        if m is None:
+            return "No model loaded. Use File ▸ Open model… (StyleGAN2 .pkl/.pt, pSp/e4e .pt, StyleStudio packs)."
+        params = sum(p.numel() for p in m.G.parameters())
+        encs = ", ".join(sorted(m.encoders)) or "none (use optimisation)"
+        return (f"<h3>{Path(m.path).name}</h3><table cellspacing=3>"
+                f"<tr><td>file</td><td>{m.path}</td></tr>"
+                f"<tr><td>format</td><td>{m.format}</td></tr>"
+                f"<tr><td>resolution</td><td>{m.resolution} px</td></tr>"
+                f"<tr><td>W+</td><td>num_ws {m.num_ws} × w_dim {m.w_dim}</td></tr>"
+                f"<tr><td>generator</td><td>{params / 1e6:.2f} M parameters</td></tr>"
+                f"<tr><td>encoders</td><td>{encs}</td></tr>"
+                f"<tr><td>directions</td><td>{len(m.directions)} ({m.directions_source})</td></tr>"
+                f"<tr><td>device</td><td>{self.device}</td></tr>"
+                f"<tr><td>licence</td><td>{m.licence}</td></tr></table>")
+
+    def show_model_info(self) -> None:
+        self.show_message("info", "Model information", self.model_info_text())
 
     def ask_face(self, photo: ws_ops.PhotoFaces) -> int | None:
         """Which face to edit (index into ``photo.faces``) or None to cancel."""
@@ -315,28 +472,64 @@ class MainWindow(QMainWindow):
     def _model_ready(self, model: ws_ops.LoadedModel) -> None:
         if self.render_worker is not None:
             self.render_worker.close()
+        keep = self.session is not None and self._same_model(model)
+        if keep and self.model is not None:
+            extra = [d for d in self.model.directions if d.meta.get("loaded_from_file")]
+            model.directions += [d for d in extra if d.name not in {x.name for x in model.directions}]
         self.model = model
         self.renderer = Renderer(model.G, device=self.device)
         self.render_worker = RenderWorker(
             self.renderer,
             on_frame=lambda f: self.jobs.call.post(self._frame, f.generation, f.to_uint8()[0], f.seconds, f.final),
-            on_error=lambda e, g: self.jobs.call.post(self.show_error, "Rendering failed", e))
-        self._set_session(None)
-        self.photo = self.aligned = None
-        self.pasted_image = self.edit_image = None
-        self._refresh_canvas()
+            on_error=lambda e, g: self.jobs.call.post(self.show_error, "Rendering failed", e),
+            show_superseded=True)  # frames keep coming while a slider is dragged faster than renders finish
+        self._shown_gen = 0
         self._fill_methods()
-        self._build_sliders()
+        self.mixing.set_rows(model.num_ws, layer_groups(model.num_ws), model.resolution)
+        if keep:  # the same generator again (e.g. on another device): the edit goes on
+            self._build_sliders_for(self.session)
+            self._session_changed(self.session)
+        else:
+            self._set_session(None)
+            self.photo = self.aligned = None
+            self.pasted_image = self.edit_image = None
+            self._refresh_canvas()
+            self._build_sliders()
         self.setWindowTitle(f"StyleStudio — {Path(model.path).name}")
-        self.statusBar().showMessage(f"Model loaded: {model.describe()}", 6000)
+        self.statusBar().showMessage(f"Model loaded on {self.device}: {model.describe()}", 6000)
+        if Path(model.path).resolve() != (Path(ws_ops.default_model_path() or "").resolve()):
+            self._add_recent(model.path)
+        self._update_actions()
         self.model_loaded.emit()
         pending, self._pending_open = self._pending_open, None
         if pending:
             self.open_path(pending)
 
+    def _same_model(self, model: ws_ops.LoadedModel) -> bool:
+        try:
+            self.session.model.check_same(model.identity())
+        except (StudioError, AttributeError):
+            return False
+        return True
+
+    def _device_changed(self, _i: int = 0) -> None:
+        dev = self.device_combo.currentData()
+        if not dev or dev == self.device:
+            return
+        self.device = dev
+        if self.settings is not None:
+            self.settings.setValue("device", dev)
+        if self.model is not None:
+            self.load_model(self.model.path)  # the edit is kept (same generator)
+
+    def _method_changed(self, _i: int = 0) -> None:
+        if self.settings is not None and self.method:
+            self.settings.setValue("method", self.method)
+
     def _fill_methods(self) -> None:
         from studio.core.inversion import ENCODER_METHODS, available_methods
 
+        last = self.settings.value("method") if self.settings is not None else None
         m = QStandardItemModel(self.method_combo)
         first = None
         for i, info in enumerate(available_methods(self.model.G, self.model.encoders)):
@@ -348,12 +541,13 @@ class MainWindow(QMainWindow):
             if info.available and (first is None or (info.name in ENCODER_METHODS
                                                      and m.item(first).data(Qt.ItemDataRole.UserRole) == "optimize")):
                 first = i
+        self.method_combo.blockSignals(True)
         self.method_combo.setModel(m)
-        last = self.settings.value("method") if self.settings is not None else None
         idx = next((i for i in range(m.rowCount()) if m.item(i).data(Qt.ItemDataRole.UserRole) == last
                     and m.item(i).isEnabled()), first)
         if idx is not None:
             self.method_combo.setCurrentIndex(idx)
+        self.method_combo.blockSignals(False)
 
     def set_method(self, name: str) -> None:
         m = self.method_combo.model()
@@ -381,15 +575,80 @@ class MainWindow(QMainWindow):
                                "sefa": "This model has no named directions: these are its top SeFa "
                                        "components (unsupervised; meanings vary).",
                                "none": "This model has no directions."}.get(src, ""))
+        n = self.model.num_ws
         for d in self.model.directions:
             label = str(d.meta.get("label") or d.name)
             lo, hi = d.default_range
-            tip = f"{label}: {lo:+g} to {hi:+g}" + (f", layers {d.layers[0]}-{d.layers[1] - 1}" if d.layers else "")
-            s = DirectionSlider(d.name, label, lo, hi, tip)
+            a, b = d.span(n)
+            tip = (f"{label}: {lo:+g} to {hi:+g} (W units), layers {a}-{b - 1}"
+                   + (f"; from {d.meta['file']}" if d.meta.get("file") and d.meta.get("loaded_from_file") else ""))
+            s = DirectionSlider(d.name, label, lo, hi, tip, num_ws=n, span=(a, b))
             s.moved.connect(self._amount_moved)
             s.released.connect(lambda _n: self._end_drag())
+            s.span_changed.connect(self._span_changed)
+            s.set_advanced(self.dir_advanced.isChecked())
             self.dir_layout.addWidget(s)
             self._sliders[d.name] = s
+
+    def _dir_advanced_toggled(self, on: bool) -> None:
+        for s in self._sliders.values():
+            s.set_advanced(on)
+
+    def _span_changed(self, name: str, a: int, b: int) -> None:
+        if self.session is None:
+            return
+        try:
+            d = self.session.directions[self.session.state.index_of(name)].direction
+            if d.span(self.session.num_ws) != (a, b):
+                self.session.replace_direction(name, d.with_layers((a, b)))
+        except StudioError as e:
+            self.show_error("Cannot change the layer range", e)
+
+    # -- extra directions
+
+    def load_directions_dialog(self) -> None:
+        if self.model is None:
+            self.show_message("warning", "No model", "Load a model first (File ▸ Open model…).")
+            return
+        path = self.ask_open_path("Load directions", f"{DIRECTION_FILTER};;All files (*)")
+        if path:
+            self.load_directions(path)
+
+    def load_directions(self, path: str | Path) -> None:
+        """Add the directions of an InterFaceGAN .npy / GANSpace .npz file (read in a worker)."""
+        if self.model is None:
+            self.show_message("warning", "No model", "Load a model first (File ▸ Open model…).")
+            return
+        model = self.model
+        self.jobs.submit(lambda ctx: ws_ops.load_direction_file(model, path), name="load directions",
+                         on_done=lambda found: self._directions_read(found, path),
+                         on_error=lambda e: self.show_error(
+                             "Cannot load the directions",
+                             _with_hint(e, "Use a direction file made for this model (same W size).")))
+
+    def _directions_read(self, found: list, path) -> None:
+        if self.model is None:
+            return
+        taken = {d.name for d in self.model.directions}
+        if self.session is not None:
+            taken |= {ad.direction.name for ad in self.session.directions}
+        added = []
+        for d in found:
+            name, k = d.name, 2
+            while name in taken:
+                name, k = f"{d.name} ({k})", k + 1
+            d = dataclasses.replace(d, name=name, meta=dict(d.meta, loaded_from_file=True,
+                                                            label=d.meta.get("label") or name))
+            taken.add(name)
+            added.append(d)
+        self.model.directions = list(self.model.directions) + added
+        if self.session is not None:
+            for d in added:
+                self.session.add_direction(d)
+        else:
+            self._build_sliders()
+        self.statusBar().showMessage(f"Added {len(added)} direction(s) from {Path(path).name}", 6000)
+        self.directions_loaded.emit(len(added))
 
     # -- photo
 
@@ -414,6 +673,7 @@ class MainWindow(QMainWindow):
                          on_error=lambda e: self.show_error("Cannot align the face", e))
 
     def _photo_aligned(self, photo, aligned) -> None:
+        self._add_recent(photo.path)
         self.photo, self.aligned = photo, aligned
         self.pasted_image = None
         self.edit_image = None
@@ -437,7 +697,9 @@ class MainWindow(QMainWindow):
         self.photo = self.aligned = None
         self.pasted_image = None
         self._set_session(session)
+        self._add_recent(path)
         self.statusBar().showMessage(f"Opened {path}", 5000)
+        self.project_opened.emit(str(path))
 
     def save_project(self, path: str | Path | None = None) -> None:
         if self.session is None:
@@ -491,8 +753,66 @@ class MainWindow(QMainWindow):
                                             on_progress=self._invert_progress)
 
     def cancel_inversion(self) -> None:
-        if self._invert_job is not None:
-            self._invert_job.cancel()
+        for job in (self._invert_job, self._refine_job):
+            if job is not None:
+                job.cancel()
+
+    def _cancel_any(self) -> None:
+        self.cancel_inversion()
+        self.cancel_reference()
+
+    def refine(self) -> None:
+        """Hybrid optimisation from the current source latent towards the aligned face, in the
+        background, with a live preview; the result replaces the source (undoable)."""
+        if self.model is None or self.aligned is None or self.session is None:
+            self.show_message("info", "Nothing to refine", "Open a photo and invert its face first; Refine then "
+                                                          "improves that latent.")
+            return
+        if self._invert_job is not None or self._refine_job is not None:
+            return
+        model, image = self.model, self.aligned.image
+        start, steps = self.session.state.source.copy(), self.refine_steps.value()
+        if self.settings is not None:
+            self.settings.setValue("refine_steps", steps)
+        self.progress.setValue(0)
+        self.invert_step = 0
+        self.statusBar().showMessage(f"Refining ({steps} steps)…")
+
+        def job(ctx):
+            return ws_ops.refine(model, image, start, steps=steps, preview_every=max(1, min(5, steps // 10 or 1)),
+                                 progress=ctx.progress, cancel=ctx.token)
+
+        self._refine_job = self.jobs.submit(job, name="refine", key="invert", on_done=self._refined,
+                                            on_error=self._refine_failed, on_cancelled=self._refine_cancelled,
+                                            on_progress=self._invert_progress)
+        self._update_actions()
+
+    def _refine_end(self) -> None:
+        self._refine_job = None
+        self._update_actions()
+
+    def _refined(self, inv) -> None:
+        self._refine_end()
+        self.progress.setValue(100)
+        self.last_inversion = inv
+        if self.session is not None:
+            self.session.set_source(inv.latent_wplus.numpy())
+        lp = inv.metrics.get("lpips")
+        self.statusBar().showMessage(
+            f"Refined in {inv.seconds:.1f} s" + (f" (LPIPS {lp:.3f})" if lp is not None else ""), 8000)
+        self.refine_finished.emit()
+
+    def _refine_failed(self, e) -> None:
+        self._refine_end()
+        self.progress.setValue(0)
+        self.show_error("Refinement failed", e)
+        self._refresh_canvas()
+
+    def _refine_cancelled(self) -> None:
+        self._refine_end()
+        self.progress.setValue(0)
+        self.statusBar().showMessage("Refinement cancelled: the face is unchanged", 4000)
+        self._refresh_canvas()
 
     def _invert_progress(self, p) -> None:
         self.invert_step = getattr(p, "step", 0)
@@ -552,6 +872,166 @@ class MainWindow(QMainWindow):
                          on_error=lambda e: self.show_error("Cannot draw a random face", e))
 
     # ------------------------------------------------------------------------------------------------
+    # Style mixing
+
+    def _need_session(self, what: str) -> bool:
+        if self.session is None:
+            self.show_message("info", "No face yet", f"Invert a photo or draw a random face first, then {what}.")
+            return False
+        return True
+
+    def reference_from_seed(self, seed: int) -> None:
+        if self.model is None or not self._need_session("pick a reference face"):
+            return
+        G = self.model.G
+
+        def job(ctx):
+            latent = ws_ops.random_latent(G, seed)
+            return latent, ws_ops.render_latent(G, latent)
+
+        self.jobs.submit(job, name="reference seed", key="reference",
+                         on_done=lambda r: self._reference_ready(r[0], r[1], {"kind": "seed", "seed": int(seed)}),
+                         on_error=lambda e: self.show_error("Cannot draw the reference face", e))
+
+    def reference_from_photo(self, path: str | Path | None = None) -> None:
+        """Align and invert a face of another photo (with the chosen method) as the mixing reference."""
+        if self.model is None or not self._need_session("pick a reference face"):
+            return
+        path = path or self.ask_open_path("Reference photo", IMAGE_FILTER)
+        if not path:
+            return
+        self.mixing.set_busy(True)
+        self.statusBar().showMessage(f"Finding the reference face in {Path(path).name}…")
+        self._reference_job = self.jobs.submit(
+            lambda ctx: ws_ops.read_photo(path, ctx=ctx), name="reference photo", key="reference",
+            on_done=self._reference_photo_read, on_error=self._reference_failed,
+            on_cancelled=self._reference_cancelled)
+
+    def _reference_photo_read(self, photo: ws_ops.PhotoFaces) -> None:
+        index = 0
+        if len(photo.faces) > 1:
+            index = self.ask_face(photo)
+            if index is None:
+                self._reference_cancelled()
+                return
+        method = self.method
+        if self.model is None or method is None:
+            self._reference_cancelled()
+            return
+        model, profile, steps = self.model, self.model.profile, self.optimize_steps
+
+        def job(ctx):
+            aligned = ws_ops.align(photo, index, profile)
+            return ws_ops.invert(model, aligned.image, method, steps=steps, progress=ctx.progress, cancel=ctx.token)
+
+        self.statusBar().showMessage(f"Inverting the reference face with {method}…")
+        self._reference_job = self.jobs.submit(
+            job, name="reference invert", key="reference",
+            on_done=lambda inv: self._reference_ready(
+                inv.latent_wplus.numpy(), inv.reconstruction,
+                {"kind": "photo", "path": Path(photo.path).name, "face": index, "method": inv.method}),
+            on_error=self._reference_failed, on_cancelled=self._reference_cancelled,
+            on_progress=lambda p: self.mixing.set_busy(True, int(100 * p.step / p.total) if p.total else 0))
+
+    def _reference_ready(self, latent, thumb, info: dict) -> None:
+        self._reference_job = None
+        self.mixing.set_busy(False)
+        if self.session is None:
+            return
+        self._pending_ref = (thumb, info)  # shown by _show_reference when the session reports the change
+        try:
+            self.session.set_reference(latent)
+        except StudioError as e:
+            self.show_error("Cannot use this reference", e)
+            return
+        finally:
+            self._pending_ref = None
+        if not any(self.session.mixer.row_strengths() > 0):
+            self.statusBar().showMessage("Reference set: raise Coarse, Medium or Fine to mix its styles in", 6000)
+        self.reference_ready.emit()
+
+    def _reference_failed(self, e) -> None:
+        self._reference_job = None
+        self.mixing.set_busy(False)
+        self.show_error("Cannot use this reference photo", e)
+
+    def _reference_cancelled(self) -> None:
+        self._reference_job = None
+        self.mixing.set_busy(False)
+        self.statusBar().showMessage("Reference cancelled", 3000)
+
+    def cancel_reference(self) -> None:
+        if self._reference_job is not None:
+            self._reference_job.cancel()
+
+    def clear_reference(self) -> None:
+        if self.session is not None and self.session.mixer.reference is not None:
+            self.session.set_reference(None)
+
+    @staticmethod
+    def _ref_key(ref) -> int | None:
+        return None if ref is None else hash(np.ascontiguousarray(ref).tobytes())
+
+    @staticmethod
+    def _ref_caption(info: dict | None) -> str:
+        if not info:
+            return "Reference face"
+        if info.get("kind") == "seed":
+            return f"Reference: random face, seed {info['seed']}"
+        if info.get("kind") == "photo":
+            return f"Reference: {info['path']} ({info['method']})"
+        return "Reference face (from the project)"
+
+    def _show_reference(self, session: EditSession) -> None:
+        """Keep the thumbnail in step with the session's reference (undo, projects)."""
+        ref = session.mixer.reference
+        key = self._ref_key(ref)
+        if key == self._ref_thumb_key:
+            return
+        self._ref_thumb_key = key
+        pending = getattr(self, "_pending_ref", None)
+        if ref is None or pending is not None:
+            if pending is not None:
+                self._ref_infos[key] = pending[1]
+            thumb, caption = (None, "No reference face") if ref is None else (pending[0], self._ref_caption(pending[1]))
+            self.mixing.set_thumbnail(thumb, caption)
+            self.reference_thumb_shown.emit()
+            return
+        G, info = self.model.G, self._ref_infos.get(key)
+        self.jobs.submit(lambda ctx: ws_ops.render_latent(G, ref), name="reference thumbnail", key="refthumb",
+                         on_done=lambda img: (self.mixing.set_thumbnail(img, self._ref_caption(info))
+                                              if self._ref_thumb_key == key else None,
+                                              self.reference_thumb_shown.emit()),
+                         on_error=lambda e: self.show_error("Cannot show the reference face", e))
+
+    def _mix_moved(self, group: str, value: float, dragging: bool) -> None:
+        if self.session is None:
+            return
+        if self.session.mixer.reference is None and value > 0 and not dragging:
+            self.statusBar().showMessage("Pick a reference face first (From photo… or Random)", 5000)
+        elif value > 0:
+            self.statusBar().clearMessage()
+        try:
+            self.session.set_mix_strength(group, value, dragging=dragging)
+        except StudioError as e:
+            self.show_error("Cannot set the mixing strength", e)
+
+    def _mix_layer_moved(self, row: int, value: float, dragging: bool) -> None:
+        if self.session is None:
+            return
+        values = self.session.mixer.row_strengths()
+        values[row] = value
+        try:
+            self.session.set_layer_strengths(values, dragging=dragging)
+        except StudioError as e:
+            self.show_error("Cannot set the mixing strength", e)
+
+    def _mix_per_layer(self, on: bool) -> None:
+        if self.session is None:
+            return
+        self.session.set_layer_strengths(self.session.mixer.row_strengths() if on else None)
+
+    # ------------------------------------------------------------------------------------------------
     # Session
 
     def _new_session(self, latent) -> EditSession:
@@ -567,11 +1047,10 @@ class MainWindow(QMainWindow):
         self.session = session
         if session is not None:
             session.listeners.append(self._session_changed)
-            names = {ad.direction.name for ad in session.directions}
-            if set(self._sliders) != names and self.model is not None:
-                # a project may carry its own directions: show exactly the session's
-                self._build_sliders_for(session)
-            self._session_changed(session)
+            self._session_changed(session)  # a project may carry its own directions: shows exactly the session's
+        else:
+            self._ref_thumb_key = None
+            self.mixing.set_thumbnail(None, "No reference face")
         self._update_actions()
 
     def _build_sliders_for(self, session: EditSession) -> None:
@@ -583,10 +1062,19 @@ class MainWindow(QMainWindow):
             self.model.directions = saved
 
     def _session_changed(self, session: EditSession) -> None:
+        if self.model is not None and [ad.direction.name for ad in session.directions] != list(self._sliders):
+            self._build_sliders_for(session)  # a direction was added / removed (or undone)
         for ad in session.directions:
             s = self._sliders.get(ad.direction.name)
-            if s is not None and abs(s.alpha - ad.alpha) > 1e-9:
-                s.set_alpha(ad.alpha)
+            if s is not None:
+                if abs(s.alpha - ad.alpha) > 1e-9:
+                    s.set_alpha(ad.alpha)
+                span = ad.direction.span(session.num_ws)
+                if s.span != span:
+                    s.set_span(span)
+        self.mixing.show_mixer(session.mixer)
+        if self.model is not None:
+            self._show_reference(session)
         psi = session.state.psi
         if round(psi * PSI_STEPS) != self.psi_slider.value():
             self.psi_slider.blockSignals(True)
@@ -625,6 +1113,10 @@ class MainWindow(QMainWindow):
         if self.session is not None:
             self.session.reset()
 
+    def reset_directions(self) -> None:
+        if self.session is not None:
+            self.session.reset_directions()
+
     def _update_actions(self) -> None:
         s = self.session
         self.undo_action.setEnabled(bool(s and s.can_undo))
@@ -636,9 +1128,20 @@ class MainWindow(QMainWindow):
         self.export_aligned_action.setEnabled(has)
         self.export_photo_action.setEnabled(has and self.photo is not None)
         self.reset_button.setEnabled(has)
-        self.invert_button.setEnabled(self.aligned is not None and self._invert_job is None)
-        self.cancel_button.setEnabled(self._invert_job is not None)
+        self.reset_dirs_button.setEnabled(has)
+        self.reset_dirs_action.setEnabled(has)
+        idle = self._invert_job is None and self._refine_job is None
+        self.invert_button.setEnabled(self.aligned is not None and idle)
+        self.invert_action.setEnabled(self.aligned is not None and idle)
+        self.refine_button.setEnabled(self.aligned is not None and has and idle)
+        self.refine_action.setEnabled(self.aligned is not None and has and idle)
+        self.cancel_button.setEnabled(not idle)
         self.random_button.setEnabled(self.model is not None)
+        self.load_dirs_button.setEnabled(self.model is not None)
+        self.load_dirs_action.setEnabled(self.model is not None)
+        self.copy_action.setEnabled(self.edit_image is not None or self.pasted_image is not None)
+        self.mixing.setEnabled(has)
+        self.dir_box.setEnabled(self.model is not None)
 
     # ------------------------------------------------------------------------------------------------
     # Rendering
@@ -646,23 +1149,38 @@ class MainWindow(QMainWindow):
     def request_render(self) -> None:
         if self.session is None or self.render_worker is None:
             return
-        self._render_t0 = time.perf_counter()
-        self.render_worker.submit(self.session.ws_batch())
+        gen = self.render_worker.submit(self.session.ws_batch())
+        self._render_t0 = (gen, time.perf_counter())
+
+    def is_current(self, gen: int) -> bool:
+        """True when render ``gen`` is of the session's latest state (not an earlier drag position)."""
+        return self.render_worker is not None and gen == self.render_worker.latest_generation
 
     def _frame(self, gen: int, img: np.ndarray, seconds: float, final: bool) -> None:
-        if self.render_worker is None or gen != self.render_worker.latest_generation or gen < self._shown_gen:
-            return  # superseded
+        if self.render_worker is None or gen < self._shown_gen:
+            return  # older than what is shown
+        current = self.is_current(gen)
+        if not current and not final:
+            return
         self._shown_gen = gen
         if final:
             self.edit_image = img
-            self.render_label.setText(f"render {seconds * 1000:.0f} ms")
-            if self.photo is not None and self.aligned is not None:
+            self.copy_action.setEnabled(True)
+            if current and self.photo is not None and self.aligned is not None:
                 photo, transform = self.photo, self.aligned.transform
                 self.jobs.submit(lambda ctx: ws_ops.paste(photo, img, transform), name="paste", key="paste",
                                  on_done=lambda out: self._pasted(gen, out),
                                  on_error=lambda e: self.show_error("Cannot paste the face back", e))
         if not self.show_original.isChecked():
             self.edit_view.set_array(img)
+        kind = "final" if final else "preview"
+        self.last_render_ms = seconds * 1000  # in the worker: request taken -> frame ready
+        t0 = getattr(self, "_render_t0", (None, 0.0))
+        if t0[0] == gen:  # edit -> pixmap on the canvas, as the user sees it
+            self.last_frame_ms[kind] = (time.perf_counter() - t0[1]) * 1000
+        shown = self.last_frame_ms.get(kind)
+        self.render_label.setText(f"{'render' if final else 'preview'} {seconds * 1000:.0f} ms"
+                                  + (f" · on screen {shown:.0f} ms" if shown else "") + f" · {self.device}")
         self.frame_shown.emit(gen, final)
 
     def _pasted(self, gen: int, out: np.ndarray) -> None:
@@ -693,24 +1211,78 @@ class MainWindow(QMainWindow):
         if self.pasted_image is None:
             self.show_message("info", "Nothing to export", "Open a photo and invert its face first.")
             return
-        self._export(self.pasted_image, path, "edited_photo.png")
+        self._export(self.pasted_image, path, "edited_photo.png", "photo")
 
     def export_aligned(self, path: str | Path | None = None) -> None:
         if self.edit_image is None:
             self.show_message("info", "Nothing to export", "Invert a photo or draw a random face first.")
             return
-        self._export(self.edit_image, path, "edited_face.png")
+        self._export(self.edit_image, path, "edited_face.png", "aligned")
 
-    def _export(self, img: np.ndarray, path, default: str) -> None:
+    def recipe(self, what: str = "aligned") -> dict | None:
+        """The edit recipe written into exported images (see ``EditSession.recipe``)."""
+        if self.session is None:
+            return None
+        extra = {"image": what}
+        if self.photo is not None:
+            extra["photo"] = Path(self.photo.path).name
+        if self.last_inversion is not None:
+            extra["inversion"] = self.last_inversion.method
+        ref = self.session.mixer.reference
+        if ref is not None and self.session.mixer.active:
+            extra["reference"] = self._ref_infos.get(self._ref_key(ref), {"kind": "latent"})
+        return self.session.recipe(**extra)
+
+    def _export(self, img: np.ndarray, path, default: str, what: str) -> None:
         path = path or self.ask_save_path("Export image", default, "PNG (*.png);;JPEG (*.jpg *.jpeg)")
         if not path:
             return
-        from studio.core.imageio import save_image
-
-        self.jobs.submit(lambda ctx: save_image(path, img), name="export",
+        if not Path(path).suffix:
+            path = Path(path).with_suffix(".png")
+        recipe = self.recipe(what)
+        self.jobs.submit(lambda ctx: ws_ops.save_with_recipe(path, img, recipe), name="export",
                          on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
                                             self.exported.emit(str(p))),
                          on_error=lambda e: self.show_error("Cannot export", e))
+
+    def copy_to_clipboard(self) -> None:
+        """Put the edited photo (or, without a photo, the aligned edit) on the clipboard."""
+        img = self.pasted_image if self.pasted_image is not None else self.edit_image
+        if img is None:
+            self.show_message("info", "Nothing to copy", "Invert a photo or draw a random face first.")
+            return
+        QApplication.clipboard().setImage(to_qimage(img))
+        self.statusBar().showMessage(f"Copied the {'photo' if img is self.pasted_image else 'face'} "
+                                     f"({img.shape[1]}×{img.shape[0]}) to the clipboard", 4000)
+
+    # ------------------------------------------------------------------------------------------------
+    # Recent files
+
+    def _add_recent(self, path) -> None:
+        p = str(Path(path).resolve())
+        self.recent = [p] + [r for r in self.recent if r != p][: MAX_RECENT - 1]
+        if self.settings is not None:
+            self.settings.setValue("recent", self.recent)
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for i, p in enumerate(self.recent):
+            a = QAction(f"&{i + 1} {Path(p).name}", self)
+            a.setStatusTip(p)
+            a.setToolTip(p)
+            a.triggered.connect(lambda _=False, p=p: self.open_path(p))
+            self.recent_menu.addAction(a)
+        if self.recent:
+            self.recent_menu.addSeparator()
+            self._action(self.recent_menu, "Clear list", self._clear_recent)
+        self.recent_menu.setEnabled(bool(self.recent))
+
+    def _clear_recent(self) -> None:
+        self.recent = []
+        if self.settings is not None:
+            self.settings.setValue("recent", [])
+        self._fill_recent_menu()
 
     # ------------------------------------------------------------------------------------------------
     # About, settings, closing
@@ -731,6 +1303,9 @@ class MainWindow(QMainWindow):
     def _restore_settings(self) -> None:
         if self.settings is None:
             return
+        recent = self.settings.value("recent") or []
+        self.recent = [str(r) for r in ([recent] if isinstance(recent, str) else recent)][:MAX_RECENT]
+        self._fill_recent_menu()
         geo = self.settings.value("geometry")
         if geo is not None:
             self.restoreGeometry(geo)
@@ -739,11 +1314,22 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(st)
 
     def closeEvent(self, e):  # noqa: N802 (Qt)
-        if self.settings is not None:
-            self.settings.setValue("geometry", self.saveGeometry())
-            self.settings.setValue("splitter", self.splitter.saveState())
+        self.save_settings()
         self.shutdown()
         super().closeEvent(e)
+
+    def save_settings(self) -> None:
+        """Window layout and choices (method, device, refine steps, recent files) to QSettings."""
+        if self.settings is None:
+            return
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("splitter", self.splitter.saveState())
+        if self.method:
+            self.settings.setValue("method", self.method)
+        self.settings.setValue("device", self.device)
+        self.settings.setValue("refine_steps", self.refine_steps.value())
+        self.settings.setValue("recent", self.recent)
+        self.settings.sync()
 
     def shutdown(self) -> None:
         """Cancel and stop every worker (idempotent)."""

@@ -15,6 +15,11 @@ needs_faces = pytest.mark.skipif(not FACES.is_dir(), reason="shared sample photo
 PHOTO = FACES / "celebahq_male_005735.jpg"
 
 
+def _final_of(win):
+    """frame_shown filter: the full render of the latest state."""
+    return lambda g, final: final and win.is_current(g)
+
+
 def _pixels(view) -> bytes:
     img = view.pixmap().toImage()
     return bytes(img.constBits()) if not img.isNull() else b""
@@ -58,11 +63,11 @@ def test_photo_invert_edit_undo_redo_export(qtbot, window, tmp_path):
     assert not np.array_equal(win.pasted_image, before_photo)
     assert "Undo" in win.undo_action.text() and win.undo_action.isEnabled()
 
-    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=_final_of(win)):
         win.undo_action.trigger()
     assert win.session.amount(name) == 0 and slider.alpha == 0
     assert _pixels(win.edit_view) == before_edit
-    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=_final_of(win)):
         win.redo_action.trigger()
     assert win.session.amount(name) == pytest.approx(slider.alpha) and slider.alpha > 0
     qtbot.waitSignal(win.paste_shown, timeout=30000).wait()  # (may already have been emitted)
@@ -82,16 +87,16 @@ def test_shortcuts(window):
 
 def test_random_face_truncation_and_reset(qtbot, window):
     win = window
-    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=_final_of(win)):
         win.random_button.click()
     assert win.session is not None and win.seed_spin.value() == 1
     first = _pixels(win.edit_view)
-    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=_final_of(win)):
         win.psi_slider.setValue(0)
     assert win.session.state.psi == 0 and _pixels(win.edit_view) != first
     avg = win.session.ws().numpy()
     assert np.allclose(avg, win.model.G.w_avg.numpy()[None], atol=1e-5)  # psi 0 = the average face
-    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=lambda g, final: final):
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=_final_of(win)):
         win.reset_button.click()
     assert win.session.state.psi == 1 and win.psi_slider.value() == 100
 
