@@ -30,6 +30,13 @@ FOREHEAD = 0.8
 ELLIPSE_MARGIN = 1.12
 #: Side (px) at which masks are computed before being upscaled to the aligned size.
 MASK_WORK_SIZE = 256
+#: At the aligned image's border the mask fades to 0 over up to this fraction of the side: tight-crop
+#: profiles (the UTKFace pack) put the forehead and cheeks on the border, and a narrow fade leaves a
+#: visible seam in the photo there. Per side the fade is limited to 3/4 of the gap between the
+#: border and the nearest landmark (so FFHQ's chin stays fully pasted), but is at least
+#: :data:`BORDER_FADE_MIN` of the side.
+BORDER_FADE = 0.15
+BORDER_FADE_MIN = 0.06
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
@@ -110,11 +117,27 @@ def face_mask(transform: AlignTransform, size: int, kind: str = "hull", feather:
         m = np.asarray(Image.fromarray(m.astype(np.float32), "F").resize((size, size), Image.Resampling.BILINEAR))
     sigma = sigma * size / work
     # taper to exactly 0 at the aligned image border (nothing outside the aligned square is touched)
-    edge = max(2.0, sigma)
-    ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) - 1.0) / edge, 0.0, 1.0)
-    m = m * np.minimum(ramp[:, None], ramp[None, :])
+    pts = face_outline(transform, size)
+    if transform.landmarks is not None:
+        pts = pts[:68]                      # the landmarks without the forehead band
+    m = m * _border_ramp(pts, size, sigma)
     m[m < MASK_EPS] = 0.0
     return m.astype(np.float32)
+
+
+def _border_ramp(points: np.ndarray, size: int, sigma: float) -> np.ndarray:
+    """(size, size) weights rising from 0 at each border of the aligned square to 1 over that side's
+    fade width (:data:`BORDER_FADE`, limited by the gap to the nearest of ``points``)."""
+    lo = points.min(0)                      # (x, y) nearest the left / top borders
+    hi = (size - 1) - points.max(0)         # gaps to the right / bottom borders
+    gaps = {"left": lo[0], "top": lo[1], "right": hi[0], "bottom": hi[1]}
+    edge = {k: max(2.0, sigma, min(BORDER_FADE * size, max(0.75 * g, BORDER_FADE_MIN * size)))
+            for k, g in gaps.items()}
+    i = np.arange(size, dtype=np.float64)
+    ramp = lambda d, e: np.clip((d - 1.0) / e, 0.0, 1.0)  # noqa: E731
+    x = np.minimum(ramp(i, edge["left"]), ramp(i[::-1], edge["right"]))
+    y = np.minimum(ramp(i, edge["top"]), ramp(i[::-1], edge["bottom"]))
+    return np.minimum(y[:, None], x[None, :]).astype(np.float32)
 
 
 def _bbox_of_support(mask: np.ndarray, A: np.ndarray, W: int, H: int) -> tuple[int, int, int, int] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -142,3 +144,23 @@ def test_large_photo_pasted_at_full_resolution():
     assert out.shape == big.shape
     np.testing.assert_array_equal(out[m == 0], big[m == 0])
     assert _psnr(out[m >= 0.5], big[m >= 0.5]) > 30
+
+
+def test_tight_crop_mask_fades_at_the_aligned_border():
+    """A tight-crop profile (the UTKFace pack: forehead and cheeks reach the chip's border) must not
+    leave a seam: the mask rises from 0 at the border no faster than the border fade allows."""
+    from studio.core.align import get_profile
+    from studio.core.paste import BORDER_FADE, BORDER_FADE_MIN
+
+    img = load_image(FACES / "astronaut.png")[0]
+    profile = get_profile(str(Path(__file__).resolve().parents[2] / "trainers" / "pack" / "alignment-utkface.json"))
+    a = align_photo(img, profile, 64)[0]
+    m = face_mask(a.transform, 64, "hull")
+    assert m[m.shape[0] // 2, m.shape[1] // 2] == pytest.approx(1.0)
+    assert m[3].max() > 0.05, "the face reaches the top border in this frame (the case under test)"
+    k = np.arange(64, dtype=np.float64)
+    limit = np.maximum(np.minimum(k, k[::-1]) - 1, 0) / (BORDER_FADE_MIN * 64) + 1e-6
+    assert (m <= limit[:, None]).all() and (m <= limit[None, :]).all()
+    # the forehead side, far from the landmarks (brows ~11 px down), gets a wide fade
+    top = np.maximum(k[:8] - 1, 0) / (0.8 * BORDER_FADE * 64) + 1e-6
+    assert (m[:8] <= top[:, None]).all()
