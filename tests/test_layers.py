@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-QT = ("PySide6", "PyQt5", "PyQt6", "qtpy", "shiboken6")
+QT = ("PySide6", "PyQt5", "PyQt6", "qtpy", "shiboken6", "pyqtgraph")
 RULES = {
     "studio/core": ("studio.engine", "studio.gui", "studio.cli", "trainers", *QT),
     "studio/engine": ("studio.gui", "studio.cli", "trainers", *QT),

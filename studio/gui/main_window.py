@@ -67,6 +67,7 @@ SHORTCUTS = [  # (keys, what) for Help ▸ Keyboard shortcuts
     ("Ctrl+C", "Copy the result to the clipboard"), ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
     ("Ctrl+I", "Invert the face"), ("Ctrl+Shift+R", "Refine the inversion"), ("Esc", "Cancel inversion / refinement"),
     ("Ctrl+R", "Random face"), ("Ctrl+B", "Show the original (before)"), ("Ctrl+0", "Reset the directions"),
+    ("Ctrl+T", "Training monitor"),
     ("Ctrl+Q", "Quit"),
 ]
 
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
         self.recent: list[str] = []
         self.last_frame_ms: dict[str, float] = {}  # 'preview' / 'final': request -> pixels shown
         self.last_render_ms = 0.0
+        self.training_window = None       # studio.gui.training.TrainingWindow, made on first use
         if self.settings is not None:
             self.device = str(self.settings.value("device", device) or device)
             if self.device not in {d for d, _ in ws_ops.available_devices()}:
@@ -354,6 +356,9 @@ class MainWindow(QMainWindow):
                      "Load a StyleGAN2 / pSp / e4e checkpoint or pack")
         self._action(m, "Model &information", self.show_model_info, None,
                      "Format, resolution, W+ size, encoders, directions and licence of the loaded model")
+        t = mb.addMenu("&Training")
+        self.training_action = self._action(t, "Training &monitor…", self.open_training, "Ctrl+T",
+                                            "Start, watch and stop trainers; load a run's snapshot into the editor")
         h = mb.addMenu("&Help")
         self._action(h, "&Keyboard shortcuts", self.show_shortcuts)
         self._action(h, "&About StyleStudio", self.show_about)
@@ -1331,9 +1336,22 @@ class MainWindow(QMainWindow):
         self.settings.setValue("recent", self.recent)
         self.settings.sync()
 
+    def open_training(self):
+        """Training ▸ Training monitor: the Training window; "Use this snapshot" loads into this editor."""
+        if self.training_window is None:
+            from studio.gui.training import TrainingWindow
+
+            self.training_window = TrainingWindow(use_snapshot=self.load_model, parent=self)
+        self.training_window.show()
+        self.training_window.raise_()
+        self.training_window.activateWindow()
+        return self.training_window
+
     def shutdown(self) -> None:
         """Cancel and stop every worker (idempotent)."""
         self.jobs.cancel_all()
+        if self.training_window is not None:
+            self.training_window.shutdown()
         if self.render_worker is not None:
             self.render_worker.close()
             self.render_worker = None

@@ -1,0 +1,901 @@
+"""The Training window: start a trainer (generator, encoder with the abortion method, CRG,
+distillation) from a form of its CLI flags, or attach to a run directory, and watch it live.
+
+A view only: runs are separate processes (:class:`QProcess`; never in the GUI process), their
+output goes to the log pane; everything shown comes from the run directory through
+:class:`studio.engine.training.RunModel`, polled on a :class:`QTimer` (incremental reads of
+``metrics.jsonl``, a few KiB per tick). Stop sends SIGTERM (the trainer writes a snapshot and logs
+its end), Resume relaunches with ``--resume RUN_DIR``, "Use this snapshot" hands the run's
+``best.safetensors`` (or newest snapshot) to the editor through the ``use_snapshot`` callback.
+
+The abortion-progress panel (METHODS.md §4) draws the abortion signal with every check marked
+(coloured by ``abort_count``), the aborts as vertical lines, ``abort_count`` as a bar against the
+patience, one lane per stage (active, or aborted at its step), the table of abort events and the
+stage-passes saved against a fixed-N run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import QProcess, QProcessEnvironment, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.engine import training as tr
+from studio.gui.compat import install_none_guard
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 500
+MAX_LOG_LINES = 5000
+STAGE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+ACTIVE = QColor("#3a9d4a")
+ABORTED = QColor("#c8c8c8")
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None:
+        return "–"
+    s = round(s)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+def _plot(title: str, left: str) -> pg.PlotWidget:
+    w = pg.PlotWidget(background="w")
+    w.setTitle(title, color="#222", size="10pt")
+    w.setLabel("bottom", "step", color="#222")
+    w.setLabel("left", left, color="#222")
+    w.showGrid(x=True, y=True, alpha=0.25)
+    w.getAxis("left").enableAutoSIPrefix(False)  # "400 (x0.001)" reads worse than 0.4
+    for ax in ("left", "bottom"):
+        w.getAxis(ax).setPen(pg.mkPen("#555"))
+        w.getAxis(ax).setTextPen(pg.mkPen("#333"))
+    w.setMinimumHeight(170)
+    w.setClipToView(True)  # long runs: draw only what is in view, at most a few points per pixel
+    w.setDownsampling(auto=True, mode="peak")
+    return w
+
+
+# ----------------------------------------------------------------------------
+
+
+class StageLanes(QWidget):
+    """One horizontal lane per stage: green while active, grey from the step it was aborted."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.lanes: list[tr.StageLane] = []
+        self.step = 0
+        self.setMinimumHeight(60)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_lanes(self, lanes: list[tr.StageLane], step: int) -> None:
+        self.lanes, self.step = list(lanes), step
+        self.setFixedHeight(max(1, len(lanes)) * 24 + 6)
+        self.update()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(300, max(1, len(self.lanes)) * 24 + 6)
+
+    def paintEvent(self, e):  # noqa: N802 (Qt)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        label_w, h = 62, 20
+        width = max(10, self.width() - label_w - 4)
+        total = max(self.step, 1)
+        if not self.lanes:
+            p.setPen(QColor("#777"))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no run")
+            return
+        for i, lane in enumerate(self.lanes):
+            y = 3 + i * 24
+            p.setPen(QColor("#222"))
+            p.drawText(QRectF(0, y, label_w - 4, h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                       f"stage {lane.stage}")
+            x0 = label_w
+            cut = width if lane.aborted_at is None else width * min(1.0, lane.aborted_at / total)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(ACTIVE)
+            p.drawRoundedRect(QRectF(x0, y, cut, h), 3, 3)
+            if lane.aborted_at is not None:
+                p.setBrush(QBrush(ABORTED, Qt.BrushStyle.SolidPattern))
+                p.drawRoundedRect(QRectF(x0 + cut, y, max(0.0, width - cut), h), 3, 3)
+                p.setPen(QPen(QColor("#b22222"), 2))
+                p.drawLine(int(x0 + cut), y - 1, int(x0 + cut), y + h + 1)
+            p.setPen(QColor("white") if lane.aborted_at is None else QColor("#333"))
+            text = "active" if lane.aborted_at is None else f"aborted at step {lane.aborted_at}"
+            tx = x0 + 6 if lane.aborted_at is None else min(x0 + cut + 6, x0 + width - 150)
+            if lane.aborted_at is not None and cut > width - 150:
+                p.setPen(QColor("white"))
+                tx = x0 + 6
+            p.drawText(QRectF(tx, y, 200, h), Qt.AlignmentFlag.AlignVCenter, text)
+        p.end()
+
+
+class SampleView(QLabel):
+    """The latest sample grid, scaled to fit (reloaded only when the file changes)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.path: Path | None = None
+        self._stamp = None
+        self._image: QImage | None = None
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(QSize(220, 120))
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setStyleSheet("QLabel { background: #202020; color: #a0a0a0; }")
+        self.setText("no sample grid yet")
+
+    def show_path(self, path: Path | None) -> bool:
+        """Show ``path`` if it is new or changed; True when the image was (re)loaded."""
+        if path is None:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        stamp = (str(path), st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return False
+        img = QImage(str(path))
+        if img.isNull():
+            return False  # being written: next tick
+        self._stamp, self.path, self._image = stamp, path, img
+        self.setToolTip(str(path))
+        self._refresh()
+        return True
+
+    def image(self) -> QImage | None:
+        return self._image
+
+    def _refresh(self) -> None:
+        if self._image is None:
+            return
+        pm = QPixmap.fromImage(self._image)
+        self.setPixmap(pm.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                 Qt.TransformationMode.SmoothTransformation))
+
+    def resizeEvent(self, e):  # noqa: N802 (Qt)
+        super().resizeEvent(e)
+        self._refresh()
+
+
+# ----------------------------------------------------------------------------
+
+
+class TrainerForm(QWidget):
+    """The flags of one trainer as a form (:class:`studio.engine.training.TrainerSpec`)."""
+
+    changed = Signal()
+
+    def __init__(self, spec: tr.TrainerSpec, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.spec = spec
+        self.inputs: dict[str, QWidget] = {}
+        self.form = QFormLayout(self)
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        for fs in spec.flags:
+            w = self._input(fs)
+            self.inputs[fs.key] = w
+            label = QLabel(fs.label)
+            label.setToolTip(f"{fs.flag}" + (f": {fs.tip}" if fs.tip else ""))
+            self.form.addRow(label, w)
+        self._update_visibility()
+
+    def _input(self, fs: tr.FlagSpec) -> QWidget:
+        tip = f"{fs.flag}" + (f": {fs.tip}" if fs.tip else "")
+        if fs.kind == "choice":
+            w = QComboBox()
+            if fs.default is None:
+                w.addItem("(default)", None)
+            for c in fs.choices:
+                w.addItem(str(c), c)
+            if fs.default is not None:
+                w.setCurrentIndex(max(0, w.findData(fs.default)))
+            w.currentIndexChanged.connect(lambda _i: self._changed())
+            w.setToolTip(tip)
+            return w
+        if fs.kind == "switch":
+            w = QCheckBox()
+            w.setChecked(bool(fs.default))
+            w.toggled.connect(lambda _b: self._changed())
+            w.setToolTip(tip)
+            return w
+        edit = QLineEdit("" if fs.default is None else str(fs.default))
+        edit.setPlaceholderText("default")
+        edit.setToolTip(tip)
+        edit.textChanged.connect(lambda _t: self.changed.emit())
+        if fs.kind not in ("path", "dir"):
+            return edit
+        box = QWidget()
+        lay = QHBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(edit, 1)
+        b = QToolButton()
+        b.setText("…")
+        b.clicked.connect(lambda _=False, e=edit, k=fs.kind: self._browse(e, k))
+        lay.addWidget(b)
+        box.edit = edit  # type: ignore[attr-defined]
+        return box
+
+    def _browse(self, edit: QLineEdit, kind: str) -> None:
+        if kind == "dir":
+            p = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text())
+        else:
+            p, _ = QFileDialog.getOpenFileName(self, "Choose a file", edit.text())
+        if p:
+            edit.setText(p)
+
+    def _changed(self) -> None:
+        self._update_visibility()
+        self.changed.emit()
+
+    def _update_visibility(self) -> None:
+        shown = {fs.key for fs in tr.visible_flags(self.spec, self.values(raw=True))}
+        for fs in self.spec.flags:
+            self.form.setRowVisible(self.inputs[fs.key], fs.key in shown)
+
+    def _edit(self, key: str) -> QLineEdit | None:
+        w = self.inputs[key]
+        return getattr(w, "edit", w) if not isinstance(w, (QComboBox, QCheckBox)) else None
+
+    def values(self, raw: bool = False) -> dict:
+        """Option values (typed; '' / None where the trainer's default applies)."""
+        out = {}
+        for fs in self.spec.flags:
+            w = self.inputs[fs.key]
+            if isinstance(w, QComboBox):
+                out[fs.key] = w.currentData()
+            elif isinstance(w, QCheckBox):
+                out[fs.key] = w.isChecked()
+            else:
+                text = self._edit(fs.key).text().strip()
+                out[fs.key] = text if raw else _typed(fs, text)
+        return out
+
+    def set_value(self, key: str, value) -> None:
+        key = key.replace("-", "_")
+        w = self.inputs[key]
+        if isinstance(w, QComboBox):
+            i = w.findData(value)
+            if i < 0:
+                i = w.findText(str(value))
+            if i < 0:
+                raise ValueError(f"{value!r} is not a choice of --{key.replace('_', '-')}")
+            w.setCurrentIndex(i)
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        else:
+            self._edit(key).setText("" if value is None else str(value))
+
+
+def _typed(fs: tr.FlagSpec, text: str):
+    if text == "":
+        return None
+    try:
+        if fs.kind == "int":
+            return int(text)
+        if fs.kind == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"{fs.flag}: {text!r} is not a{'n integer' if fs.kind == 'int' else ' number'}") from None
+    return text
+
+
+# ----------------------------------------------------------------------------
+
+
+class TrainingWindow(QMainWindow):
+    """``use_snapshot(path)``: load a model file into the editor (the main window's ``load_model``).
+    ``poll_ms``: how often the run directory is read."""
+
+    updated = Signal()                 # the run model changed and the views were redrawn
+    run_attached = Signal(str)         # run directory
+    process_started = Signal()
+    process_finished = Signal(int)     # exit code
+    snapshot_used = Signal(str)
+    message_shown = Signal(str, str, str)
+
+    def __init__(self, *, use_snapshot: Callable[[Path], None] | None = None, poll_ms: int = POLL_MS,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        install_none_guard()
+        self.setWindowTitle("StyleStudio – Training")
+        self.use_snapshot_cb = use_snapshot
+        self.model: tr.RunModel | None = None
+        self.process: QProcess | None = None
+        self.messages: list[tuple[str, str, str]] = []
+        self._log_tail = ""                 # recent process output (run-directory discovery)
+        self._out_before: set[str] | None = None
+        self._out_dir: Path | None = None
+        self._launched_trainer: str | None = None
+        self._log_file: tr.TextTailer | None = None
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._drawn_version = -1
+        self._build_ui()
+        self.timer = QTimer(self)
+        self.timer.setInterval(poll_ms)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+        self._update_buttons()
+
+    # -- UI -------------------------------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        central = QWidget()
+        self.setCentralWidget(central)
+        root = QHBoxLayout(central)
+        root.setContentsMargins(6, 6, 6, 6)
+
+        # Left: the form and the buttons.
+        left = QWidget()
+        left.setFixedWidth(340)
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        self.trainer_combo = QComboBox()
+        for name, spec in tr.TRAINERS.items():
+            self.trainer_combo.addItem(spec.label, name)
+        lv.addWidget(QLabel("<b>Trainer</b>"))
+        lv.addWidget(self.trainer_combo)
+        self.forms: dict[str, TrainerForm] = {}
+        self.stack = QStackedWidget()
+        for name, spec in tr.TRAINERS.items():
+            self.forms[name] = TrainerForm(spec)
+            self.stack.addWidget(self.forms[name])
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.stack)
+        lv.addWidget(scroll, 1)
+        self.trainer_combo.currentIndexChanged.connect(lambda i: self.stack.setCurrentIndex(i))
+        self.extra_edit = QLineEdit()
+        self.extra_edit.setPlaceholderText("more flags, e.g. --lambda-l2 2")
+        self.extra_edit.setToolTip("Extra command-line flags passed to the trainer as written")
+        lv.addWidget(self.extra_edit)
+        grid = QGridLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Start the trainer in its own process")
+        self.start_button.clicked.connect(lambda: self.start())
+        self.attach_button = QPushButton("Attach…")
+        self.attach_button.setToolTip("Watch an existing run directory (also one started from a terminal)")
+        self.attach_button.clicked.connect(self.attach_dialog)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("SIGTERM: the trainer writes a snapshot and exits")
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Relaunch the run with --resume RUN_DIR")
+        self.resume_button.clicked.connect(self.resume)
+        self.snapshot_button = QPushButton("Use this snapshot")
+        self.snapshot_button.setToolTip("Open the run's best.safetensors (or newest snapshot) in the editor")
+        self.snapshot_button.clicked.connect(self.use_snapshot)
+        grid.addWidget(self.start_button, 0, 0)
+        grid.addWidget(self.attach_button, 0, 1)
+        grid.addWidget(self.stop_button, 1, 0)
+        grid.addWidget(self.resume_button, 1, 1)
+        grid.addWidget(self.snapshot_button, 2, 0, 1, 2)
+        lv.addLayout(grid)
+        root.addWidget(left)
+
+        # Right: status line, curves + samples, abortion panel, log.
+        right = QSplitter(Qt.Orientation.Vertical)
+        root.addWidget(right, 1)
+
+        top = QWidget()
+        tv = QVBoxLayout(top)
+        tv.setContentsMargins(0, 0, 0, 0)
+        self.run_label = QLabel("No run. Start one, or attach to a run directory.")
+        self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.run_label.setStyleSheet("QLabel { font-weight: bold; }")
+        tv.addWidget(self.run_label)
+        stats = QHBoxLayout()
+        self.step_label = QLabel("step –")
+        self.speed_label = QLabel("– s/step")
+        self.eta_label = QLabel("ETA –")
+        self.state_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setFormat("–")
+        for w in (self.step_label, self.speed_label, self.eta_label, self.state_label):
+            w.setMinimumWidth(110)
+            stats.addWidget(w)
+        stats.addWidget(self.progress_bar, 1)
+        tv.addLayout(stats)
+        row = QSplitter(Qt.Orientation.Horizontal)
+        self.loss_plot = _plot("Training losses", "loss")
+        self.loss_plot.addLegend(offset=(-10, 10), labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 200))
+        self.log_y = QCheckBox("log scale")
+        self.log_y.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
+        lp = QWidget()
+        lpl = QVBoxLayout(lp)
+        lpl.setContentsMargins(0, 0, 0, 0)
+        lpl.addWidget(self.loss_plot, 1)
+        lpl.addWidget(self.log_y)
+        row.addWidget(lp)
+        sample_box = QGroupBox("Latest samples")
+        sbl = QVBoxLayout(sample_box)
+        sbl.setContentsMargins(4, 4, 4, 4)
+        self.sample_view = SampleView()
+        sbl.addWidget(self.sample_view)
+        row.addWidget(sample_box)
+        row.setSizes([640, 360])
+        tv.addWidget(row, 1)
+        right.addWidget(top)
+
+        self.abort_box = QGroupBox("Abortion progress")
+        ab = QHBoxLayout(self.abort_box)
+        self.signal_plot = _plot("Abortion signal (checks marked)", "signal")
+        self.signal_curve = self.signal_plot.plot([], [], pen=pg.mkPen("#1f77b4", width=2))
+        self.check_points = pg.ScatterPlotItem(size=8, pen=pg.mkPen("#333", width=0.5))
+        self.signal_plot.addItem(self.check_points)
+        self._abort_lines: list[pg.InfiniteLine] = []
+        self._threshold_line: pg.InfiniteLine | None = None
+        ab.addWidget(self.signal_plot, 3)
+        side = QWidget()
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(0, 0, 0, 0)
+        self.count_label = QLabel("abort_count")
+        sv.addWidget(self.count_label)
+        self.count_bar = QProgressBar()
+        self.count_bar.setRange(0, 10)
+        self.count_bar.setFormat("%v / %m (patience)")
+        sv.addWidget(self.count_bar)
+        sv.addWidget(QLabel("Stages"))
+        self.lanes = StageLanes()
+        sv.addWidget(self.lanes)
+        self.saved_label = QLabel("compute saved vs fixed N: –")
+        self.saved_label.setWordWrap(True)
+        sv.addWidget(self.saved_label)
+        self.saved_bar = QProgressBar()
+        self.saved_bar.setRange(0, 1000)
+        self.saved_bar.setFormat("–")
+        sv.addWidget(self.saved_bar)
+        self.abort_table = QTableWidget(0, 3)
+        self.abort_table.setHorizontalHeaderLabels(["step", "dropped stage", "stages left"])
+        self.abort_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.abort_table.verticalHeader().setVisible(False)
+        self.abort_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.abort_table.setMinimumHeight(80)
+        sv.addWidget(self.abort_table, 1)
+        ab.addWidget(side, 2)
+        right.addWidget(self.abort_box)
+
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(MAX_LOG_LINES)
+        f = QFont("monospace")
+        f.setStyleHint(QFont.StyleHint.TypeWriter)
+        f.setPointSize(8)
+        self.log_view.setFont(f)
+        self.log_view.setPlaceholderText("Trainer output (stdout and stderr) appears here.")
+        right.addWidget(self.log_view)
+        right.setSizes([380, 330, 150])
+        self.resize(1400, 950)
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def show_message(self, kind: str, title: str, text: str) -> None:
+        self.messages.append((kind, title, text))
+        icon = {"error": QMessageBox.Icon.Critical, "warning": QMessageBox.Icon.Warning}.get(
+            kind, QMessageBox.Icon.Information)
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self.message_shown.emit(kind, title, text)
+
+    def append_log(self, text: str) -> None:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        self.log_view.moveCursor(self.log_view.textCursor().MoveOperation.End)
+        self.log_view.insertPlainText(text)
+        self.log_view.moveCursor(self.log_view.textCursor().MoveOperation.End)
+        self._log_tail = (self._log_tail + text)[-65536:]
+
+    # -- the form -------------------------------------------------------------------------------
+
+    @property
+    def trainer(self) -> str:
+        return self.trainer_combo.currentData()
+
+    def set_trainer(self, name: str) -> None:
+        self.trainer_combo.setCurrentIndex(self.trainer_combo.findData(name))
+
+    def set_option(self, key: str, value) -> None:
+        self.forms[self.trainer].set_value(key, value)
+
+    def options(self) -> dict:
+        return self.forms[self.trainer].values()
+
+    def command(self) -> list[str]:
+        """The command line Start runs (raises ValueError naming a bad flag)."""
+        opts = self.options()
+        out = opts.get("out")
+        if out:
+            opts["out"] = str(Path(out).expanduser().resolve())
+        extra = shlex.split(self.extra_edit.text())
+        return tr.build_command(self.trainer, opts, extra=extra)
+
+    # -- processes ------------------------------------------------------------------------------
+
+    @property
+    def process_running(self) -> bool:
+        return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
+
+    def start(self) -> bool:
+        """Start the trainer of the form in a new process; the new run directory is attached once it appears."""
+        if self.process_running:
+            self.show_message("warning", "A run is going", "Stop the running trainer first.")
+            return False
+        try:
+            cmd = self.command()
+        except ValueError as e:
+            self.show_message("error", "Cannot start the trainer", str(e))
+            return False
+        opts = self.options()
+        self._out_dir = Path(opts.get("out") or "runs").expanduser().resolve()
+        self._out_before = {p.name for p in self._out_dir.iterdir()} if self._out_dir.is_dir() else set()
+        self._launched_trainer = self.trainer
+        self.detach()
+        self._launch(cmd)
+        return True
+
+    def resume(self) -> bool:
+        """Relaunch the attached run with ``--resume RUN_DIR``."""
+        if self.model is None or self.model.run_dir is None:
+            self.show_message("warning", "No run", "Attach to a run directory (or start one) first.")
+            return False
+        if self.process_running:
+            self.show_message("warning", "A run is going", "Stop the running trainer before resuming.")
+            return False
+        run_dir = self.model.run_dir
+        if self.model.running and self.model.last_time and time.time() - self.model.last_time < 30:
+            self.show_message("warning", "The run looks alive",
+                              f"{run_dir.name} logged no end and wrote {time.time() - self.model.last_time:.0f} s ago; "
+                              "stop it where it runs (Ctrl-C / kill -TERM) before resuming it here.")
+            return False
+        try:
+            cmd = tr.resume_command(run_dir, self.model.trainer)
+        except ValueError as e:
+            self.show_message("error", "Cannot resume", str(e))
+            return False
+        self._out_before = None
+        self._launch(cmd)
+        return True
+
+    def _launch(self, cmd: list[str]) -> None:
+        p = QProcess(self)
+        p.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        env = QProcessEnvironment()
+        for k, v in tr.trainer_env().items():
+            env.insert(k, v)
+        p.setProcessEnvironment(env)
+        p.setWorkingDirectory(os.getcwd())
+        p.readyReadStandardOutput.connect(self._read_output)
+        p.finished.connect(self._finished)
+        p.errorOccurred.connect(self._process_error)
+        self.process = p
+        self._log_file = None  # its output comes through the process now
+        self._log_tail = ""
+        self.append_log(f"$ {shlex.join(cmd)}\n")
+        p.start(cmd[0], cmd[1:])
+        self.state_label.setText("starting…")
+        self.process_started.emit()
+        self._update_buttons()
+
+    def _read_output(self) -> None:
+        p = self.sender() if isinstance(self.sender(), QProcess) else self.process
+        if p is None:
+            return
+        data = bytes(p.readAllStandardOutput()).decode("utf-8", "replace")
+        if data:
+            self.append_log(data)
+
+    def _finished(self, code: int, status) -> None:
+        self._read_output()
+        crashed = status == QProcess.ExitStatus.CrashExit
+        self.append_log(f"[trainer exited with code {code}{' (crashed)' if crashed else ''}]\n")
+        self.poll()
+        ended = self.model.ended if self.model is not None else None
+        self.state_label.setText(f"ended: {ended} (exit {code})" if ended else
+                                 f"{'crashed' if crashed else 'exited'} ({code})")
+        if self.model is None and code != 0:
+            self.show_message("error", "The trainer failed", "It exited before creating a run directory; "
+                              "the log pane shows why.\n\n" + self._log_tail[-800:])
+        self._update_buttons()
+        self.process_finished.emit(int(code))
+
+    def _process_error(self, err) -> None:
+        if err == QProcess.ProcessError.FailedToStart:
+            self.show_message("error", "Cannot start the trainer", f"{self.process.program()}: failed to start")
+            self._update_buttons()
+
+    def stop(self) -> None:
+        """SIGTERM to the trainer started here (it snapshots, logs its end and exits)."""
+        if not self.process_running:
+            return
+        self.append_log("[stop: SIGTERM sent; the trainer writes a snapshot]\n")
+        self.state_label.setText("stopping…")
+        self.process.terminate()
+
+    # -- run directories ------------------------------------------------------------------------
+
+    def attach_dialog(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Attach to a run directory", str(self._out_dir or "runs"))
+        if d:
+            self.attach(d)
+
+    def attach(self, run_dir: str | Path) -> bool:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.json").is_file() and not (run_dir / "metrics.jsonl").is_file():
+            self.show_message("error", "Not a run directory",
+                              f"{run_dir} has no config.json or metrics.jsonl (trainers write runs/00012-<name>/).")
+            return False
+        self.model = tr.RunModel(run_dir)
+        # A run started elsewhere (terminal, torchrun): its log.txt goes to the log pane.
+        self._log_file = None if self.process_running else tr.TextTailer(run_dir / "log.txt")
+        if self._log_file is not None:
+            self.append_log(f"[attached to {run_dir}; showing its log.txt]\n")
+        self._drawn_version = -1
+        self.sample_view._stamp = None
+        self._reset_views()
+        self.run_label.setText(f"{run_dir.name}  ({self.model.trainer or 'unknown trainer'})   {run_dir.parent}")
+        self.run_label.setToolTip(str(run_dir))
+        self.poll()
+        self.run_attached.emit(str(run_dir))
+        self._update_buttons()
+        return True
+
+    def detach(self) -> None:
+        self.model = None
+        self._reset_views()
+        self.run_label.setText("Waiting for the run directory…")
+        self._update_buttons()
+
+    def _discover_run(self) -> None:
+        """After Start: attach to the run directory the trainer announces (or that appears in --out)."""
+        if self.model is not None or self._out_before is None or self._out_dir is None:
+            return
+        found = tr.run_dir_from_log(self._log_tail)
+        if found is not None and not found.is_absolute():
+            found = Path(os.getcwd()) / found
+        if found is None or not found.is_dir():
+            new = tr.new_run_dirs(self._out_dir, self._out_before)
+            found = new[-1] if new else None
+        if found is not None:
+            self._out_before = None
+            self.attach(found)
+
+    # -- polling and drawing ----------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """One timer tick: read what the run appended and redraw what changed."""
+        self._discover_run()
+        m = self.model
+        if m is None:
+            return
+        m.poll()
+        if self._log_file is not None:
+            text, restarted = self._log_file.poll()
+            if restarted:
+                self.append_log("[log.txt was replaced: reading it again]\n")
+            if text:
+                self.append_log(text)
+        if m.version != self._drawn_version:
+            self._drawn_version = m.version
+            self._draw()
+            self.updated.emit()
+        self.sample_view.show_path(m.latest_sample())
+        self._update_buttons()
+
+    def _reset_views(self) -> None:
+        for c in self._curves.values():
+            self.loss_plot.removeItem(c)
+        self._curves.clear()
+        if self.loss_plot.plotItem.legend is not None:
+            self.loss_plot.plotItem.legend.clear()
+        self.signal_curve.setData([], [])
+        self.check_points.setData([])
+        for ln in self._abort_lines:
+            self.signal_plot.removeItem(ln)
+        self._abort_lines.clear()
+        if self._threshold_line is not None:
+            self.signal_plot.removeItem(self._threshold_line)
+            self._threshold_line = None
+        self.abort_table.setRowCount(0)
+        self.lanes.set_lanes([], 0)
+        self.step_label.setText("step –")
+        self.speed_label.setText("– s/step")
+        self.eta_label.setText("ETA –")
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("–")
+        self.saved_label.setText("compute saved vs fixed N: –")
+        self.saved_bar.setValue(0)
+        self.saved_bar.setFormat("–")
+        self.count_bar.setValue(0)
+
+    def _draw(self) -> None:
+        m = self.model
+        # Loss curves.
+        for i, key in enumerate(m.loss_terms):
+            pts = m.curves[key]
+            c = self._curves.get(key)
+            if c is None:
+                colour = STAGE_COLOURS[i % len(STAGE_COLOURS)]
+                c = self.loss_plot.plot([], [], pen=pg.mkPen(colour, width=2 if key == "loss_total" else 1.3),
+                                        name=key.removeprefix("loss_") or key)
+                self._curves[key] = c
+            c.setData([p[0] for p in pts], [p[1] for p in pts])
+        for key in set(self._curves) - set(m.loss_terms):
+            self._curves[key].setData([], [])
+        # Status line.
+        target = m.target_steps
+        self.step_label.setText(f"step {m.step}" + (f" / {target}" if target else "")
+                                + (f"  ({m.kimg:.2f} kimg)" if m.trainer == "gan" else ""))
+        if m.sec_per_step is not None:
+            self.speed_label.setText(f"{m.sec_per_step:.3f} s/step"
+                                     + (f" ({m.sec_per_kimg:.0f} s/kimg)" if m.sec_per_kimg is not None else ""))
+        elif m.sec_per_kimg is not None:
+            self.speed_label.setText(f"{m.sec_per_kimg:.0f} s/kimg")
+        self.eta_label.setText(f"ETA {fmt_duration(m.eta_seconds)}" if not m.ended else "ETA –")
+        prog = m.progress
+        if prog is not None:
+            self.progress_bar.setValue(int(prog * 1000))
+            self.progress_bar.setFormat(f"{prog * 100:.1f} %")
+        if m.ended:
+            self.state_label.setText(f"ended: {m.ended}")
+        elif m.sessions:
+            last = m.sessions[-1]
+            self.state_label.setText("running" if last["event"] == "start" else f"resumed at {last['step']}")
+        # Abortion panel.
+        is_abort = m.num_stages > 1 or bool(m.checks)
+        self.abort_box.setEnabled(is_abort)
+        mode = m.abort_mode or "–"
+        self.abort_box.setTitle(f"Abortion progress  (mode {mode}, {m.num_stages} stages, "
+                                f"{m.active_stages} active, {len(m.checks)} checks)" if is_abort
+                                else "Abortion progress (this run has one stage)")
+        xs = [c.step for c in m.checks]
+        ys = [c.signal for c in m.checks]
+        self.signal_curve.setData(xs, ys)
+        pat = m.patience or 10
+        brushes = [pg.mkBrush(_count_colour(c.abort_count / pat)) for c in m.checks]
+        self.check_points.setData(x=xs, y=ys, brush=brushes)
+        for ln in self._abort_lines:
+            self.signal_plot.removeItem(ln)
+        self._abort_lines = []
+        for i, a in enumerate(m.aborts):
+            # Labels at staggered heights so that close aborts stay readable.
+            ln = pg.InfiniteLine(pos=a.step, angle=90, pen=pg.mkPen("#b22222", width=1.5, style=Qt.PenStyle.DashLine),
+                                 label=f"stage {a.dropped_stage} off", labelOpts={
+                                     "position": 0.93 - 0.09 * (i % 3), "color": "#b22222",
+                                     "fill": pg.mkBrush(255, 255, 255, 220)})
+            self.signal_plot.addItem(ln)
+            self._abort_lines.append(ln)
+        thr = m.abort_threshold if m.abort_mode == "absolute" else None
+        if thr is not None and self._threshold_line is None:
+            self._threshold_line = pg.InfiniteLine(pos=thr, angle=0, pen=pg.mkPen("#888", style=Qt.PenStyle.DotLine),
+                                                   label=f"threshold {thr:g}", labelOpts={"color": "#555",
+                                                                                          "position": 0.12})
+            self.signal_plot.addItem(self._threshold_line)
+        self.count_bar.setMaximum(pat)
+        self.count_bar.setValue(min(m.abort_count, pat))
+        self.count_bar.setStyleSheet(
+            f"QProgressBar::chunk {{ background: {_count_colour(m.abort_count / pat).name()}; }}")
+        floor = m.active_stages <= int(m.config.get("min_stages") or 1)
+        self.count_label.setText(f"abort_count {m.abort_count} of patience {pat}"
+                                 + (f" (last signal {m.checks[-1].signal:.4g})" if m.checks else "")
+                                 + ("; min stages reached, no more aborts" if floor and m.aborts else ""))
+        self.count_label.setWordWrap(True)
+        self.lanes.set_lanes(m.stage_lanes(), m.step)
+        c = m.compute()
+        if c["fixed"]:
+            self.saved_label.setText(f"compute saved vs fixed N={m.num_stages}: {int(c['saved'])} of "
+                                     f"{int(c['fixed'])} stage-passes ({c['saved_fraction'] * 100:.1f} %)")
+            self.saved_bar.setValue(int(c["saved_fraction"] * 1000))
+            self.saved_bar.setFormat(f"{c['saved_fraction'] * 100:.1f} % saved")
+        self.abort_table.setRowCount(len(m.aborts))
+        for i, a in enumerate(m.aborts):
+            for j, v in enumerate((a.step, a.dropped_stage, a.active_stages)):
+                item = QTableWidgetItem(str(v))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.abort_table.setItem(i, j, item)
+
+    def _update_buttons(self) -> None:
+        running = self.process_running
+        m = self.model
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and m is not None and m.trainer is not None)
+        loadable = m is not None and m.trainer in tr.TRAINERS and tr.TRAINERS[m.trainer].loads_in_editor
+        self.snapshot_button.setEnabled(loadable and self.use_snapshot_cb is not None
+                                        and m.latest_snapshot() is not None)
+        if m is not None and m.trainer == "distill":
+            self.snapshot_button.setToolTip("A distilled student is not an editor model: use it with "
+                                            "`stylestudio mix --student` or build_pack --student")
+
+    # -- snapshots --------------------------------------------------------------------------------
+
+    def use_snapshot(self) -> Path | None:
+        """Hand the run's best (or newest) model file to the editor."""
+        m = self.model
+        path = m.latest_snapshot() if m is not None else None
+        if path is None:
+            self.show_message("warning", "No snapshot yet", "The run has written no snapshot yet "
+                              "(snapshots come every --snapshot-every steps and when it stops).")
+            return None
+        if self.use_snapshot_cb is not None:
+            self.use_snapshot_cb(path)
+        self.snapshot_used.emit(str(path))
+        return path
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    def shutdown(self, wait_ms: int = 60000) -> None:
+        """Stop polling; a trainer started here is stopped with SIGTERM (it snapshots) and waited for
+        (idempotent; the application calls it when it quits)."""
+        self.timer.stop()
+        if self.process_running:
+            self.append_log("[closing: SIGTERM sent]\n")
+            self.process.terminate()
+            if not self.process.waitForFinished(wait_ms):
+                self.process.kill()
+                self.process.waitForFinished(5000)
+
+    def closeEvent(self, e):  # noqa: N802 (Qt)
+        # Closing the window only hides it while a run started here goes on (reopen it from the
+        # editor's Training menu); the run is stopped (with its snapshot) when the application quits.
+        if not self.process_running:
+            self.timer.stop()
+        super().closeEvent(e)
+
+    def showEvent(self, e):  # noqa: N802 (Qt)
+        if not self.timer.isActive():
+            self.timer.start()
+        super().showEvent(e)
+
+
+def _count_colour(frac: float) -> QColor:
+    """Green (count 0) to red (count = patience)."""
+    frac = max(0.0, min(1.0, frac))
+    return QColor(int(60 + 180 * frac), int(160 - 110 * frac), 60)
