@@ -37,12 +37,16 @@ from studio.core.projector import ProjectorConfig  # noqa: E402
 
 
 def heldout_faces(n: int) -> list[tuple[str, np.ndarray]]:
+    """``n`` held-out UTKFace chips (the trainer's 5% name-hash split) spread evenly over the
+    name-sorted list: names start with the age, so the first n would all be babies."""
     from trainers.data import is_heldout
 
     root = REPO.parent / "shared" / "data" / "utkface" / "images"
     if not root.is_dir():
         raise SystemExit(f"{root} not found: pass --faces DIR")
-    files = sorted(p for p in root.iterdir() if is_heldout(p.name, 0.05))[:n]
+    files = sorted(p for p in root.iterdir() if is_heldout(p.name, 0.05))
+    if n < len(files):
+        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, n).round()]
     return [(p.name, _load(p)) for p in files]
 
 
@@ -73,6 +77,45 @@ def identity(a: np.ndarray, b: np.ndarray) -> float | None:
         return None
 
 
+def measure(G, encoders: dict, methods: list[str], faces: list[tuple[str, np.ndarray]], *,
+            cfg: ProjectorConfig | None = None, with_identity: bool = True) -> list[dict]:
+    """Per method and face: MSE, LPIPS, identity (None: not measured / no face found) and seconds.
+    ``cfg``: projector settings for the optimize / hybrid methods (None: their defaults)."""
+    from PIL import Image
+
+    rows = []
+    for method in methods:
+        inv = make_inverter(method, G, encoders, projector_config=cfg if method in ("optimize", "hybrid") else None)
+        inv.invert(faces[0][1])  # warm-up (allocator, LPIPS weights)
+        for name, img in faces:
+            t0 = time.perf_counter()
+            res = inv.invert(img)
+            sec = time.perf_counter() - t0
+            ident = None
+            if with_identity:
+                target = np.asarray(Image.fromarray(img).resize(res.reconstruction.shape[:2][::-1]))
+                ident = identity(target, res.reconstruction)
+            rows.append({"method": method, "face": name, "mse": res.metrics["mse"], "lpips": res.metrics["lpips"],
+                         "identity": ident, "seconds": sec})
+    return rows
+
+
+def table(rows: list[dict], methods: list[str]) -> str:
+    """Means per method (identity over the faces where it could be measured, with the count) and
+    speed relative to the optimisation projector when it was measured."""
+    lines = [f"{'method':<10} {'faces':>5} {'MSE':>8} {'LPIPS':>7} {'identity':>14} {'s/face':>8} {'x faster':>9}"]
+    t_opt = np.mean([r["seconds"] for r in rows if r["method"] == "optimize"]) if "optimize" in methods else None
+    for method in methods:
+        rs = [r for r in rows if r["method"] == method]
+        ids = [r["identity"] for r in rs if r["identity"] is not None]
+        sec = float(np.mean([r["seconds"] for r in rs]))
+        id_txt = f"{np.mean(ids):.3f} ({len(ids)}/{len(rs)})" if ids else "-"
+        speed = f"{t_opt / sec:.0f}" if t_opt else "-"
+        lines.append(f"{method:<10} {len(rs):>5} {np.mean([r['mse'] for r in rs]):>8.4f} "
+                     f"{np.mean([r['lpips'] for r in rs]):>7.4f} {id_txt:>14} {sec:>8.3f} {speed:>9}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model (default: the embedded pack)")
@@ -99,33 +142,13 @@ def main(argv=None) -> None:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {a.device}")
     print(f"# model {bundle.path} ({G.img_resolution} px, {G.num_ws}x{G.w_dim}), {len(faces)} faces")
-    rows = []
-    for method in methods:
-        inv = make_inverter(method, G, encoders, projector_config=cfg if method in ("optimize", "hybrid") else None)
-        inv.invert(faces[0][1])  # warm-up (allocator, LPIPS weights)
-        for name, img in faces:
-            t0 = time.perf_counter()
-            res = inv.invert(img)
-            sec = time.perf_counter() - t0
-            ident = None if a.no_identity else identity(
-                np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(img).resize(
-                    res.reconstruction.shape[:2][::-1])), res.reconstruction)
-            rows.append({"method": method, "face": name, "mse": res.metrics["mse"], "lpips": res.metrics["lpips"],
-                         "identity": ident, "seconds": sec})
+    rows = measure(G, encoders, methods, faces, cfg=cfg, with_identity=not a.no_identity)
     with open(a.csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    print(f"\n{'method':<10} {'faces':>5} {'MSE':>8} {'LPIPS':>7} {'identity':>14} {'s/face':>8} {'x faster':>9}")
-    t_opt = np.mean([r["seconds"] for r in rows if r["method"] == "optimize"]) if "optimize" in methods else None
-    for method in methods:
-        rs = [r for r in rows if r["method"] == method]
-        ids = [r["identity"] for r in rs if r["identity"] is not None]
-        sec = float(np.mean([r["seconds"] for r in rs]))
-        id_txt = f"{np.mean(ids):.3f} ({len(ids)}/{len(rs)})" if ids else "-"
-        speed = f"{t_opt / sec:.0f}" if t_opt else "-"
-        print(f"{method:<10} {len(rs):>5} {np.mean([r['mse'] for r in rs]):>8.4f} "
-              f"{np.mean([r['lpips'] for r in rs]):>7.4f} {id_txt:>14} {sec:>8.3f} {speed:>9}")
+    print()
+    print(table(rows, methods))
     print(f"\nper-face rows: {a.csv}")
 
 
