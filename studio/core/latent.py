@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 # METHODS.md §1: NVIDIA's style-mixing groups in W+ indices.
 COARSE_END = 4   # resolutions 4-8
@@ -53,6 +56,8 @@ def as_wplus(latent, num_ws: int, w_dim: int) -> torch.Tensor:
 
     Raises ValueError naming the shapes when the latent does not fit the generator.
     """
+    import torch
+
     t = torch.as_tensor(latent).detach().to(torch.float32)
     if t.ndim == 3 and t.shape[0] == 1:
         t = t[0]
@@ -72,6 +77,8 @@ def apply_direction(ws: torch.Tensor, direction: torch.Tensor, alpha: float,
 
     ws: [..., num_ws, w_dim]; direction n: [w_dim] (unit length by convention). Returns a new tensor.
     """
+    import torch
+
     start, stop = resolve_span(span, ws.shape[-2])
     n = torch.as_tensor(direction, dtype=ws.dtype, device=ws.device).reshape(-1)
     if n.shape[0] != ws.shape[-1]:
@@ -103,6 +110,8 @@ def mix_rows(source: torch.Tensor, reference: torch.Tensor, row_strengths) -> to
     source, reference: [..., num_ws, w_dim]; row_strengths: [num_ws] in [0, 1]. A row with t = 0 is
     exactly the source row, t = 1 exactly the reference row.
     """
+    import torch
+
     if source.shape != reference.shape:
         raise ValueError(f"reference W+ {list(reference.shape)} does not match the source {list(source.shape)}")
     t = torch.as_tensor(np.asarray(row_strengths, dtype=np.float64)).to(source.dtype).to(source.device)
@@ -119,6 +128,8 @@ def mix_rows(source: torch.Tensor, reference: torch.Tensor, row_strengths) -> to
 def truncate_rows(ws: torch.Tensor, w_avg: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
     """Truncation ``w_avg + psi * (w - w_avg)`` on rows ``[:cutoff]`` (all if None) of ws [..., num_ws, w_dim].
     ``psi == 1`` returns ``ws`` unchanged (the same values, bit for bit)."""
+    import torch
+
     if psi == 1:
         return ws
     w_avg = torch.as_tensor(w_avg, dtype=ws.dtype, device=ws.device)

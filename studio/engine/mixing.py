@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from studio.core.latent import (
     GROUPS,
@@ -18,6 +17,7 @@ from studio.core.latent import (
     layer_groups,
     mix_rows,
 )
+from studio.core.lazy import torch
 
 
 @dataclass

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from studio.core.latent import changed_rows
-from studio.core.tensors import pick_device, to_uint8  # noqa: F401 (re-exported)
 from studio.core.nets import ops
+from studio.core.tensors import pick_device, to_uint8  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +38,7 @@ log = logging.getLogger(__name__)
 # Cancellation
 
 
-class Cancelled(Exception):
-    """A job stopped because its :class:`CancelToken` was cancelled (not an error)."""
-
-
-class CancelToken:
-    """A thread-safe cancel flag. Jobs call :meth:`raise_if_cancelled` between steps."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def __call__(self) -> bool:  # usable as a ``should_stop`` callable
-        return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
-            raise Cancelled()
-
+from studio.engine.cancel import Cancelled, CancelToken  # noqa: E402,F401 (re-exported)
 
 # ----------------------------------------------------------------------------
 # Frames

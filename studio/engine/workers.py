@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.engine.renderer import CancelToken, Cancelled
+from studio.engine.cancel import CancelToken, Cancelled
 
 log = logging.getLogger(__name__)
 

