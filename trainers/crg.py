@@ -562,7 +562,7 @@ class CRGTrainer:
         log.info("stopped at step %d (%s); best validation loss %.5f", self.step, reason, self.schedule.best)
         dump = os.environ.get("STYLESTUDIO_DUMP_RANK_STATE")  # tests: compare parameters across ranks
         if dump:
-            torch.save({k: v.cpu() for k, v in self.E.state_dict().items()}, Path(dump) / f"E_rank{self.rank}.pt")
+            atomic_torch_save(Path(dump) / f"E_rank{self.rank}.pt", {k: v.cpu() for k, v in self.E.state_dict().items()})
         self.metrics.close()
         self.tb.close()
         barrier()

@@ -580,7 +580,7 @@ class Trainer:
         self.metrics.write(event="end", reason=reason, step=self.step, kimg=self.cur_nimg / 1000)
         dump = os.environ.get("STYLESTUDIO_DUMP_RANK_STATE")  # tests: compare parameters across ranks
         if dump:
-            torch.save({k: v.cpu() for k, v in self.G.state_dict().items()}, Path(dump) / f"G_rank{self.rank}.pt")
+            atomic_torch_save(Path(dump) / f"G_rank{self.rank}.pt", {k: v.cpu() for k, v in self.G.state_dict().items()})
         self.metrics.close()
         self.tb.close()
         barrier()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from studio.core.errors import StudioError
+from studio.core.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def run(args) -> int:
     if old:  # several runs into one folder: keep earlier items whose images were not overwritten
         names = {it["output"] for it in items}
         doc["items"] = [it for it in old if it.get("output") not in names] + items
-    json_path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    atomic_write_text(json_path, json.dumps(doc, indent=1))
     print(f"wrote {len(items)} aligned face(s) and {json_path}")
     if failed:
         return 1

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from studio.core.fileio import atomic_save_npy, atomic_write_json
 from studio.core.formats import load_checkpoint
+from studio.core.imageio import save_image
 from studio.core.tensors import make_grid, pick_device, to_uint8
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from PIL import Image
-
     from studio.cli.common import parse_range_list, resolve_model
     from studio.core.errors import StudioError
 
@@ -60,14 +59,14 @@ def run(args) -> int:
             gen = torch.Generator(device=device).manual_seed(chunk[0])
             img = to_uint8(G.synthesis(ws, noise_mode=args.noise_mode, generator=gen))
             for s, im, w in zip(chunk, img, ws):
-                Image.fromarray(im).save(out / f"seed{s:04d}.png")
+                save_image(out / f"seed{s:04d}.png", im)
                 if args.save_latents:
-                    np.save(out / f"seed{s:04d}.npy", w.cpu().numpy())
+                    atomic_save_npy(out / f"seed{s:04d}.npy", w.cpu().numpy())
             images.append(img)
     grid = make_grid(np.concatenate(images))
-    Image.fromarray(grid).save(out / "grid.png")
-    (out / "generate.json").write_text(json.dumps({
+    save_image(out / "grid.png", grid)
+    atomic_write_json(out / "generate.json", {
         "model": str(bundle.path), "format": bundle.format, "seeds": seeds, "psi": args.psi,
-        "cutoff": args.cutoff, "noise_mode": args.noise_mode}, indent=1))
+        "cutoff": args.cutoff, "noise_mode": args.noise_mode})
     print(f"wrote {len(seeds)} images and grid.png to {out}")
     return 0

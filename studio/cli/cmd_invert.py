@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.core.errors import StudioError
+from studio.core.fileio import atomic_save_npy, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +112,14 @@ def run(args) -> int:
     metrics = dict(res.metrics)
     if not args.no_identity:
         metrics["identity"] = _identity(aligned, res.reconstruction)
-    np.save(out_dir / f"{stem}.npy", res.latent_wplus.numpy().astype(np.float32))
+    atomic_save_npy(out_dir / f"{stem}.npy", res.latent_wplus.numpy().astype(np.float32))
     save_image(out_dir / f"{stem}_recon.png", res.reconstruction)
     save_image(out_dir / f"{stem}_aligned.png", aligned)
     doc = {"photo": str(Path(args.photo).resolve()), "model": str(model_path), "method": res.method,
            "seconds": round(res.seconds, 3), "metrics": {k: (None if v is None else round(float(v), 5))
                                                           for k, v in metrics.items()},
            "cancelled": res.cancelled, "notes": res.notes, "latent_shape": list(res.latent_wplus.shape)}
-    (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    atomic_write_text(out_dir / f"{stem}.json", json.dumps(doc, indent=1))
     if transform is not None:
         _add_transform(out_dir, f"{stem}_aligned.png", args.photo, info, transform, aligned.shape[0])
     m = doc["metrics"]
@@ -146,4 +147,4 @@ def _add_transform(out_dir: Path, name: str, photo: str, info, transform, size: 
     items = [it for it in _read_existing(path) if it.get("output") != name]
     items.append({"input": str(Path(photo).resolve()), "output": name, "face": 0,
                   "exif_orientation": getattr(info, "orientation", 1), "transform": transform.to_dict()})
-    path.write_text(json.dumps({"version": 1, "size": size, "items": items}, indent=1), encoding="utf-8")
+    atomic_write_text(path, json.dumps({"version": 1, "size": size, "items": items}, indent=1))

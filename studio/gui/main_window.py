@@ -1,7 +1,8 @@
 """The StyleStudio main window: canvas (aligned edit + photo with the edit pasted back), inversion
 panel (encoders, optimisation, Refine, device), direction sliders (reset, layer ranges, extra direction
 files), style mixing, truncation, random face, undo/redo, projects, export with the edit recipe,
-clipboard, recent files, About.
+clipboard, recent files, About; autosave of the edit and recovery after a crash
+(:mod:`studio.engine.recovery`).
 
 A view only: all state lives in :class:`~studio.engine.session.EditSession` and the
 :class:`~studio.engine.workspace.LoadedModel`; every slow step (model loading, face detection and
@@ -11,13 +12,15 @@ alignment, inversion, rendering, paste-back, file writing) runs in a worker and 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QApplication,
@@ -43,13 +46,16 @@ from PySide6.QtWidgets import (
 from studio import __version__
 from studio.core.errors import StudioError
 from studio.core.latent import layer_groups
+from studio.engine import recovery
 from studio.engine import workspace as ws_ops
-from studio.engine.renderer import Renderer, RenderWorker
 from studio.engine.session import AppliedDirection, EditSession
 from studio.gui.compat import install_none_guard
 from studio.gui.jobs import QtJobs
 from studio.gui.panels import MixingPanel
 from studio.gui.widgets import DirectionSlider, FacePickerDialog, ImageView, to_qimage
+
+if TYPE_CHECKING:  # the renderer imports PyTorch: loaded with the first model, after the window shows
+    from studio.engine.renderer import Renderer, RenderWorker
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ DIRECTION_FILTER = "Directions (*.npy *.npz)"
 PSI_STEPS = 100
 MAX_RECENT = 8
 REFINE_STEPS = 60
+AUTOSAVE_DELAY_MS = 1000      # autosave this long after the last change...
+AUTOSAVE_MAX_WAIT_MS = 5000   # ...or at the latest this long after the first unsaved one (long drags)
 SHORTCUTS = [  # (keys, what) for Help ▸ Keyboard shortcuts
     ("Ctrl+O", "Open a photo, project or model"), ("Ctrl+Shift+O", "Open a model"),
     ("Ctrl+D", "Load extra directions"), ("Ctrl+S", "Save the project"),
@@ -82,7 +90,10 @@ def _with_hint(exc: BaseException, hint: str) -> BaseException:
 class MainWindow(QMainWindow):
     """``model_path``: model file or pack to load at start (None: the default pack; '' : none).
     ``optimize_steps``: steps of the optimisation / hybrid methods (None: the projector's default).
-    ``settings``: a QSettings for layout persistence (None: the user's; False: none)."""
+    ``settings``: a QSettings for layout persistence (None: the user's; False: none).
+    ``recovery_dir``: folder of the autosaves (None: ``$STYLESTUDIO_RECOVERY_DIR`` or the per-user app
+    data folder; False: no autosave). ``recover``: what to do with an edit left by a crashed window
+    once the first model is loaded: 'ask' (a dialog), 'recover', 'discard' or 'ignore'."""
 
     model_loaded = Signal()
     photo_ready = Signal()          # a face is aligned and shown
@@ -97,9 +108,12 @@ class MainWindow(QMainWindow):
     reference_thumb_shown = Signal()
     refine_finished = Signal()
     message_shown = Signal(str, str, str)  # kind, title, text
+    autosaved = Signal(str)           # path of the autosave just written
+    recovered = Signal(str)           # an edit was recovered (path of the autosave it came from)
 
     def __init__(self, *, model_path: str | Path | None = None, optimize_steps: int | None = None,
-                 device: str = "cpu", settings: QSettings | bool | None = None, parent: QWidget | None = None):
+                 device: str = "cpu", settings: QSettings | bool | None = None,
+                 recovery_dir: str | Path | bool | None = None, recover: str = "ask", parent: QWidget | None = None):
         super().__init__(parent)
         install_none_guard()
         self.setWindowTitle("StyleStudio")
@@ -132,6 +146,7 @@ class MainWindow(QMainWindow):
         self.last_frame_ms: dict[str, float] = {}  # 'preview' / 'final': request -> pixels shown
         self.last_render_ms = 0.0
         self.training_window = None       # studio.gui.training.TrainingWindow, made on first use
+        self._init_autosave(recovery_dir, recover)
         if self.settings is not None:
             self.device = str(self.settings.value("device", device) or device)
             if self.device not in {d for d, _ in ws_ops.available_devices()}:
@@ -145,6 +160,8 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("No model pack installed: use File ▸ Open model…")
         if model_path:
             self.load_model(model_path)
+        else:
+            QTimer.singleShot(0, self._first_recovery_check)  # no model coming: offer the recovery now
 
     # ------------------------------------------------------------------------------------------------
     # UI
@@ -174,7 +191,7 @@ class MainWindow(QMainWindow):
         self.method_combo.setToolTip("How the face becomes a latent: encoders are fast, optimisation most faithful")
         self.method_combo.currentIndexChanged.connect(self._method_changed)
         self.device_combo = QComboBox()
-        for dev, label in ws_ops.available_devices():
+        for dev, label in ws_ops.available_devices(probe=False):  # CUDA is added once PyTorch has loaded
             self.device_combo.addItem(label, dev)
         self.device_combo.setToolTip("Where the networks run: the CPU, or a CUDA GPU when one is present")
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(self.device)))
@@ -482,6 +499,9 @@ class MainWindow(QMainWindow):
             extra = [d for d in self.model.directions if d.meta.get("loaded_from_file")]
             model.directions += [d for d in extra if d.name not in {x.name for x in model.directions}]
         self.model = model
+        self._refresh_devices()
+        from studio.engine.renderer import Renderer, RenderWorker
+
         self.renderer = Renderer(model.G, device=self.device)
         self.render_worker = RenderWorker(
             self.renderer,
@@ -506,9 +526,13 @@ class MainWindow(QMainWindow):
             self._add_recent(model.path)
         self._update_actions()
         self.model_loaded.emit()
+        recovering, self._pending_recovery = self._pending_recovery, None
+        if recovering is not None:  # the model of an edit being recovered
+            self.recover(recovering, _retry=False)
         pending, self._pending_open = self._pending_open, None
         if pending:
             self.open_path(pending)
+        self._first_recovery_check()
 
     def _same_model(self, model: ws_ops.LoadedModel) -> bool:
         try:
@@ -516,6 +540,18 @@ class MainWindow(QMainWindow):
         except (StudioError, AttributeError):
             return False
         return True
+
+    def _refresh_devices(self) -> None:
+        """Re-list the devices once PyTorch is loaded (the window is built before it, CPU only)."""
+        devs = ws_ops.available_devices()
+        if [self.device_combo.itemData(i) for i in range(self.device_combo.count())] == [d for d, _ in devs]:
+            return
+        self.device_combo.blockSignals(True)
+        self.device_combo.clear()
+        for dev, label in devs:
+            self.device_combo.addItem(label, dev)
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(self.device)))
+        self.device_combo.blockSignals(False)
 
     def _device_changed(self, _i: int = 0) -> None:
         dev = self.device_combo.currentData()
@@ -674,18 +710,19 @@ class MainWindow(QMainWindow):
                 return
         profile = self.model.profile
         self.jobs.submit(lambda ctx: (photo, ws_ops.align(photo, index, profile)), name="align", key="photo",
-                         on_done=lambda r: self._photo_aligned(*r),
+                         on_done=lambda r: self._photo_aligned(*r, index=index),
                          on_error=lambda e: self.show_error("Cannot align the face", e))
 
-    def _photo_aligned(self, photo, aligned) -> None:
+    def _photo_aligned(self, photo, aligned, index: int = 0) -> None:
         self._add_recent(photo.path)
-        self.photo, self.aligned = photo, aligned
+        self.photo, self.aligned, self.face_index = photo, aligned, index
         self.pasted_image = None
         self.edit_image = None
         self._refresh_canvas()
         self.statusBar().showMessage(f"Face aligned ({Path(photo.path).name}): pick a method and click Invert", 8000)
         self._update_actions()
         self.photo_ready.emit()
+        self._schedule_autosave()  # the photo is part of the autosave
 
     # -- project
 
@@ -701,7 +738,7 @@ class MainWindow(QMainWindow):
     def _project_opened(self, session: EditSession, path) -> None:
         self.photo = self.aligned = None
         self.pasted_image = None
-        self._set_session(session)
+        self._set_session(session, on_disk=True)
         self._add_recent(path)
         self.statusBar().showMessage(f"Opened {path}", 5000)
         self.project_opened.emit(str(path))
@@ -714,7 +751,7 @@ class MainWindow(QMainWindow):
         if not path:
             return
         data = self.session.to_project_bytes()
-        sess = self.session
+        sess, version = self.session, self.session.version
 
         def write(ctx):
             from studio.core.fileio import atomic_write_bytes
@@ -724,7 +761,13 @@ class MainWindow(QMainWindow):
             return p
 
         def done(p):
-            sess._saved_version = sess.version  # the bytes written are of this version
+            sess._saved_version = version  # the bytes written are of this version
+            if sess is self.session:
+                self._clean_on_disk = True
+                if not sess.modified:  # saved: the autosave is no longer needed
+                    self._autosave_timer.stop()
+                    if self._autosaver is not None:
+                        self._autosaver.discard()
             self.statusBar().showMessage(f"Saved {p}", 5000)
             self.project_saved.emit(str(p))
 
@@ -1046,10 +1089,16 @@ class MainWindow(QMainWindow):
             s.state.directions.append(AppliedDirection(d, 0.0))  # offered at 0: not an undo step
         return s
 
-    def _set_session(self, session: EditSession | None) -> None:
+    def _set_session(self, session: EditSession | None, *, on_disk: bool = False) -> None:
+        """``on_disk``: the session is exactly a project file (no autosave until it changes)."""
         if self.session is not None:
             self.session.listeners.remove(self._session_changed)
         self.session = session
+        self._clean_on_disk = on_disk
+        if session is None:
+            self._autosave_timer.stop()
+            if self._autosaver is not None:
+                self._autosaver.discard()
         if session is not None:
             session.listeners.append(self._session_changed)
             self._session_changed(session)  # a project may carry its own directions: shows exactly the session's
@@ -1088,6 +1137,7 @@ class MainWindow(QMainWindow):
         self.psi_label.setText(f"{psi:.2f}")
         self._update_actions()
         self.request_render()
+        self._schedule_autosave()
 
     def _amount_moved(self, name: str, alpha: float, dragging: bool) -> None:
         if self.session is None:
@@ -1290,6 +1340,184 @@ class MainWindow(QMainWindow):
         self._fill_recent_menu()
 
     # ------------------------------------------------------------------------------------------------
+    # Autosave and crash recovery (the files: studio.engine.recovery)
+
+    def _init_autosave(self, folder, recover: str) -> None:
+        if recover not in ("ask", "recover", "discard", "ignore"):
+            raise ValueError(f"recover must be ask, recover, discard or ignore, not {recover!r}")
+        self.recover_mode = recover
+        self.face_index = 0
+        self.autosave_delay_ms = AUTOSAVE_DELAY_MS
+        self.autosave_max_wait_ms = AUTOSAVE_MAX_WAIT_MS
+        self.last_autosave_ms = 0.0     # GUI-thread time of the last autosave (serialising the project)
+        self._autosave_first = 0.0
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.timeout.connect(self.autosave_now)
+        self._clean_on_disk = False
+        self._recovered_from: Path | None = None
+        self._pending_recovery: recovery.RecoveryInfo | None = None
+        self._recovery_checked = False
+        self.recovery_folder: Path | None = None
+        if folder is None:
+            app_data = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+            folder = recovery.recovery_dir(Path(app_data) / "recovery" if app_data else None)
+        elif folder is not False:
+            folder = Path(folder)
+        self.recovery_folder = folder or None
+        self._autosaver = None
+        if self.recovery_folder is not None:
+            self._autosaver = recovery.Autosaver(
+                self.recovery_folder,
+                on_saved=lambda p: self.jobs.call.post(self._autosaved, str(p)),
+                on_error=lambda e: self.jobs.call.post(self._autosave_failed, e))
+
+    @property
+    def autosave_path(self) -> Path | None:
+        """This window's autosave file (it exists only while there is an unsaved edit)."""
+        return None if self._autosaver is None else self._autosaver.path
+
+    def _schedule_autosave(self) -> None:
+        """Autosave a short while after the last change (debounced; at most ``autosave_max_wait_ms`` late)."""
+        if self._autosaver is None or self.session is None:
+            return
+        if self._clean_on_disk and not self.session.modified:
+            return  # exactly the project on disk
+        now = time.monotonic()
+        if not self._autosave_timer.isActive():
+            self._autosave_first = now
+        elif (now - self._autosave_first) * 1000 >= self.autosave_max_wait_ms:
+            return  # a long drag: let the pending save happen
+        self._autosave_timer.start(self.autosave_delay_ms)
+
+    def autosave_now(self) -> bool:
+        """Hand a snapshot of the edit to the autosave writer, which serialises and writes it on its
+        own thread. On this thread it costs a copy of the state (``last_autosave_ms``: well under 1 ms)."""
+        self._autosave_timer.stop()
+        if self._autosaver is None or self.session is None or self.model is None:
+            return False
+        t0 = time.perf_counter()
+        snap = copy.copy(self.session)         # the state is copied; directions are immutable values
+        snap.state, snap.listeners = self.session.state.copy(), []
+        model_path, face = self.model.path, self.face_index
+        photo = None if self.photo is None else str(Path(self.photo.path).resolve())
+
+        def build() -> bytes:
+            return recovery.recovery_bytes(snap.to_project_bytes(), model_path=model_path, photo=photo, face=face)
+
+        replaces, self._recovered_from = self._recovered_from, None
+        self._autosaver.submit(build, replaces=replaces)
+        self.last_autosave_ms = (time.perf_counter() - t0) * 1000
+        return True
+
+    def _autosaved(self, path: str) -> None:
+        self.autosaved.emit(path)
+
+    def _autosave_failed(self, e: BaseException) -> None:
+        self.statusBar().showMessage(f"Autosave failed ({e}); save the project to keep your edit", 8000)
+
+    def _first_recovery_check(self) -> None:
+        if not self._recovery_checked:
+            self._recovery_checked = True
+            self.check_recovery()
+
+    def check_recovery(self) -> recovery.RecoveryInfo | None:
+        """Look for an edit left by a window that did not close (crash, kill, power cut) and offer it
+        (``ask_recover``). Returns the newest such edit, or None."""
+        if self.recovery_folder is None or self.recover_mode == "ignore":
+            return None
+        found = recovery.find_recoverable(self.recovery_folder)
+        if not found:
+            return None
+        info = found[0]
+        answer = self.recover_mode if self.recover_mode != "ask" else self.ask_recover(info)
+        if answer == "recover":
+            self.recover(info)
+        elif answer == "discard":
+            recovery.remove(info.path)
+        return info
+
+    def ask_recover(self, info: recovery.RecoveryInfo) -> str:
+        """'recover', 'discard' or 'later' (the dialog closed: asked again at the next start)."""
+        photo = f" on {Path(info.photo).name}" if info.photo else ""
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved edit",
+                          f"Recover unsaved edit{photo} from {info.when}?\n\nStyleStudio did not close "
+                          "normally last time; the edit was autosaved.", QMessageBox.StandardButton.NoButton, self)
+        rec = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
+        dis = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(rec)
+        box.exec()
+        clicked = box.clickedButton()
+        return "recover" if clicked is rec else "discard" if clicked is dis else "later"
+
+    def recover(self, info: recovery.RecoveryInfo, *, _retry: bool = True) -> None:
+        """Restore an autosaved edit: the latent and every edit, and the photo when it still exists.
+        An edit of another model loads that model first. The old autosave is removed once this
+        window has autosaved the edit itself."""
+        from studio.core.errors import ProjectError
+
+        ident = None if self.model is None else self.model.identity()
+
+        def job(ctx):
+            try:
+                return recovery.load(info, model=ident), ident is not None
+            except ProjectError:
+                if ident is None or not _retry:
+                    raise
+                return recovery.load(info), False  # made with another model: loaded below
+
+        def done(r):
+            session, matched = r
+            if matched:
+                self._apply_recovery(session, info)
+            elif info.model_path and _retry:
+                self._pending_recovery = info
+                self.load_model(info.model_path)
+            else:
+                self.show_error("Cannot recover the edit", StudioError(
+                    f"The unsaved edit was made with the model {info.model_path or '(unknown)'}, which cannot be "
+                    f"loaded. Open that model and restart StyleStudio; the edit is kept in {info.path}."))
+
+        self.jobs.submit(job, name="recover", on_done=done,
+                         on_error=lambda e: self.show_error("Cannot recover the edit", e))
+
+    def _apply_recovery(self, session: EditSession, info: recovery.RecoveryInfo) -> None:
+        session._saved_version = -1  # not saved anywhere but in the autosave
+        self.photo = self.aligned = None
+        self.pasted_image = self.edit_image = None
+        self.face_index = 0
+        self._refresh_canvas()
+        self._recovered_from = info.path
+        self._set_session(session)
+        self.autosave_now()  # ours replaces the old file
+        self.statusBar().showMessage(f"Recovered the edit from {info.when}", 8000)
+        if info.photo and Path(info.photo).is_file() and self.model is not None:
+            profile, index = self.model.profile, info.face
+
+            def job(ctx):
+                photo = ws_ops.read_photo(info.photo, ctx=ctx)
+                return photo, ws_ops.align(photo, min(index, max(0, len(photo.faces) - 1)), profile)
+
+            def done(r):
+                if self.session is session:
+                    self.photo, self.aligned = r
+                    self.face_index = index
+                    self._refresh_canvas()
+                    self._update_actions()
+                    self.request_render()  # the final frame pastes the edit into the photo
+                self.recovered.emit(str(info.path))
+
+            def failed(e):
+                self.statusBar().showMessage(f"Recovered the edit; its photo could not be reopened ({e})", 8000)
+                self.recovered.emit(str(info.path))
+
+            self.jobs.submit(job, name="recover photo", key="photo", on_done=done, on_error=failed)
+        else:
+            if info.photo:
+                self.statusBar().showMessage(f"Recovered the edit; its photo {info.photo} is gone", 8000)
+            self.recovered.emit(str(info.path))
+
+    # ------------------------------------------------------------------------------------------------
     # About, settings, closing
 
     def about_text(self) -> str:
@@ -1348,7 +1576,10 @@ class MainWindow(QMainWindow):
         return self.training_window
 
     def shutdown(self) -> None:
-        """Cancel and stop every worker (idempotent)."""
+        """Cancel and stop every worker (idempotent); a clean close removes the autosave."""
+        self._autosave_timer.stop()
+        if self._autosaver is not None:
+            self._autosaver.close(discard=True)
         self.jobs.cancel_all()
         if self.training_window is not None:
             self.training_window.shutdown()

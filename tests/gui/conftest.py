@@ -8,6 +8,14 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 
+@pytest.fixture(autouse=True)
+def recovery_dir(tmp_path, monkeypatch):
+    """Every window autosaves into a fresh folder of its test (never the user's recovery folder)."""
+    d = tmp_path / "recovery"
+    monkeypatch.setenv("STYLESTUDIO_RECOVERY_DIR", str(d))
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     import torch

@@ -22,6 +22,7 @@ from studio.core.formats import load_checkpoint, safe_torch_load, stylestudio_fm
 from studio.core.formats.base import ModelBundle
 from studio.core.nets.light import light_encoder
 from studio.core.nets.stylegan2 import Generator
+from tests.trainers.run_checks import assert_run_dir_intact
 from trainers.common import UserError
 from trainers.encoder import EncoderTrainConfig, Trainer, e4e_codes, e4e_deltas_on, main
 
@@ -319,13 +320,11 @@ def test_kill9_then_resume(tiny_g, tmp_path):
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait()
+    assert assert_run_dir_intact(run)[".safetensors"] >= 2  # nothing truncated or corrupt
     killed_at = safe_torch_load(run / "resume.pt")["step"]
     assert killed_at >= 2
     for snap in (run / "snapshots").glob("*.safetensors"):
         load_checkpoint(snap)
-    lines = (run / "metrics.jsonl").read_text().split("\n")
-    for line in lines[:-1]:
-        json.loads(line)
     # Resume continues from the snapshot; SIGTERM then stops it with a snapshot of the last step.
     p = subprocess.Popen([sys.executable, "-m", "trainers.encoder", "--resume", str(run), "--no-tqdm"], cwd=REPO,
                          env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

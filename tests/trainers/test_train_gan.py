@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from studio.core.formats import load_checkpoint, safe_torch_load
-from trainers.stylegan2 import PRESETS, Trainer, TrainConfig
+from tests.trainers.run_checks import assert_run_dir_intact
+from trainers.stylegan2 import PRESETS, TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,18 +134,13 @@ def test_kill9_then_resume(data_dir, tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     # Nothing in the run directory is truncated or corrupt.
+    kinds = assert_run_dir_intact(run)
+    assert kinds[".safetensors"] >= 2 and kinds[".png"] >= 1
     st = safe_torch_load(run / "resume.pt")
     killed_at = st["step"]
     assert killed_at >= 1
     for snap in (run / "snapshots").glob("*.safetensors"):
         load_checkpoint(snap)
-    for png in (run / "samples").glob("*.png"):
-        Image.open(png).load()
-    json.loads((run / "config.json").read_text())
-    lines = (run / "metrics.jsonl").read_text().split("\n")
-    for line in lines[:-1]:
-        json.loads(line)
-    assert not list(run.rglob(".*.tmp")) or True  # a temp file may remain; it is never read
     # Resume continues from the last snapshot to the end.
     r = subprocess.run([sys.executable, "-m", "trainers.stylegan2", "--resume", str(run), "--no-tqdm",
                         "--kimg", str((killed_at + 3) * 8 / 1000)], cwd=REPO, env=_env(),
@@ -182,8 +178,9 @@ def test_compact_snapshot_round_trip(data_dir, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     cfg = tiny_cfg(data_dir, tmp_path, max_steps=3)
-    from trainers.common import atomic_write_json
     from dataclasses import asdict
+
+    from trainers.common import atomic_write_json
 
     atomic_write_json(run / "config.json", {"train": asdict(cfg)})
     a = Trainer(cfg, run, tqdm_bar=False)

@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from studio.core.align import FFHQ, AlignmentProfile, align_face
+from studio.core.fileio import atomic_write_text
+from studio.core.imageio import save_image
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("STYLESTUDIO_SHARED", REPO.parent / "shared"))
@@ -344,7 +346,6 @@ def preview(path: Path, chips: list[Path], lm: np.ndarray, profiles: dict[str, A
             photo_dir: Path | None, size: int) -> None:
     """A contact sheet: rows of [chip | each profile's re-alignment], then rows of [mean of those chips |
     a sample photo aligned by each profile]."""
-    from PIL import Image
 
     from studio.core.faces import detect_faces
     from studio.core.imageio import load_image
@@ -364,8 +365,7 @@ def preview(path: Path, chips: list[Path], lm: np.ndarray, profiles: dict[str, A
                 rows.append([np.uint8(np.rint(mean_chip))] +
                             [align_face(img, faces[0].landmarks, pr, output_size=size).image for pr in profiles.values()])
     sheet = np.concatenate([np.concatenate(r, 1) for r in rows], 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(path)
+    save_image(path, sheet)
 
 
 #---------------------------------------------------------------------------------------------------
@@ -543,8 +543,7 @@ def main(argv=None) -> int:
     result = derive(a.data, a.n, a.n_val, a.seed, name=a.name, output_size=a.output_size,
                     transform_size=a.transform_size, photos=None if a.no_photos else a.photos,
                     redetect=not a.no_redetect, preview_path=a.preview)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(a.out, json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {a.out}", file=sys.stderr)
     return 0
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from studio.core.fileio import atomic_save_npz, atomic_write_bytes
+
 TILES = 16
 
 
@@ -40,8 +42,9 @@ def pack(src: str, resolution: int, out: str, quality: int = 90) -> None:
         Image.fromarray(mosaic).save(buf, format="JPEG", quality=quality, subsampling=0)
         blobs.append(buf.getvalue())
     offsets = np.cumsum([0] + [len(b) for b in blobs])
-    np.savez(out, data=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets, n=len(imgs),
-             resolution=r, names=np.array([Path(n).name for n in ds.names]))
+    out = out if str(out).endswith(".npz") else f"{out}.npz"  # what np.savez(path) would have written
+    atomic_save_npz(out, data=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets, n=len(imgs),
+                    resolution=r, names=np.array([Path(n).name for n in ds.names]))
     print(f"{out}: {len(imgs)} images, {offsets[-1] / 1e6:.1f} MB")
 
 
@@ -55,7 +58,7 @@ def _unpack_mosaic(args) -> int:
     for name, img in zip(names, tiles):
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG", compress_level=1)
-        (Path(outdir) / name).write_bytes(buf.getvalue())  # PNG bytes; readers go by content, not suffix
+        atomic_write_bytes(Path(outdir) / name, buf.getvalue())  # PNG bytes; readers go by content, not suffix
     return len(names)
 
 

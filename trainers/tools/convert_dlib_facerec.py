@@ -54,7 +54,9 @@ LICENCE = ("public domain (Davis King, github.com/davisking/dlib-models); packag
 
 def convert(dat: Path, out: Path, dtype: str = "float16") -> dict:
     """Write the safetensors file; returns the metadata written."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as st_save
+
+    from studio.core.fileio import atomic_write_bytes
 
     sd, info = read_dlib_dat(dat)
     FaceRecNet().load_state_dict(sd)  # shapes check
@@ -63,10 +65,7 @@ def convert(dat: Path, out: Path, dtype: str = "float16") -> dict:
     meta = {"format": "stylestudio-facerec", "network": "dlib_face_recognition_resnet_model_v1",
             "source_file": Path(info["file"]).name, "source_sha256": info["sha256"],
             "licence": LICENCE, "dtype": dtype}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(out)
+    atomic_write_bytes(out, st_save(tensors, metadata=meta))
     return meta
 
 
