@@ -1,4 +1,4 @@
-"""``stylestudio train gan|encoder|crg ARGS``: run a trainer (the same as ``python -m trainers.<name>``)."""
+"""``stylestudio train gan|encoder|crg|distill ARGS``: run a trainer (the same as ``python -m trainers.<name>``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ TRAINERS = {
     "gan": ("trainers.stylegan2", "StyleGAN2 generator (see `stylestudio train gan --help`)"),
     "encoder": ("trainers.encoder", "pSp / e4e / E2Style (with abortion) / SAE encoder for a frozen generator"),
     "crg": ("trainers.crg", "CRG encoder, trained on the generator's own samples"),
+    "distill": ("trainers.distill", "one-pass style-mixing student (pix2pixHD) distilled from the generator"),
 }
 
 

@@ -7,7 +7,8 @@
 stored as float16 (the app runs them in float32). The manifest carries the architecture, the
 alignment profile, licence and training provenance (run config, kimg, FD-VGG16); encoders and
 directions are added by their own trainers' ``--pack`` steps (``manifest['encoders']``,
-``manifest['directions']``) and kept when the generator is replaced.
+``manifest['directions']``), distilled mixing students by ``--student`` (``manifest['students']``),
+and all are kept when the generator is replaced.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from studio.core.align import get_profile
+from studio.core.fileio import atomic_write_text
 from studio.core.formats import ModelBundle, load_checkpoint, stylestudio_fmt
 from studio.core.nets.stylegan2 import Generator
 
@@ -74,7 +76,31 @@ def add_encoder(pack: Path, kind: str, checkpoint: Path, *, label: str | None = 
         "file": fpath.name, "sha256": digest, "label": label or kind,
         "parameters": sum(p.numel() for p in b.encoder.encoder.parameters()),
         "source": checkpoint.name, "metrics": metrics or {}}
-    man_path.write_text(json.dumps(man, indent=1) + "\n")
+    atomic_write_text(man_path, json.dumps(man, indent=1) + "\n")
+    return fpath
+
+
+def add_student(pack: Path, checkpoint: Path, *, metrics: dict | None = None) -> Path:
+    """Store a distilled style-mixing student (``trainers.distill``'s ``best.safetensors``) in the pack as
+    ``student-<group>.safetensors`` (float16) and list it in ``manifest['students'][group]``."""
+    import hashlib
+
+    from studio.core.formats.stylestudio_fmt import load_student, save_student
+
+    S, sman = load_student(checkpoint)
+    info = sman["distill"]
+    man_path = pack / "manifest.json"
+    man = json.loads(man_path.read_text())
+    if (info.get("num_ws"), info.get("resolution")) != (man["num_ws"], man["resolution"]):
+        raise SystemExit(f"{checkpoint}: student distilled from another generator")
+    fpath = save_student(S, pack / f"student-{info['group']}.safetensors", distill=info, half=True,
+                         provenance=dict(sman.get("provenance") or {}), alignment_profile=man.get("alignment_profile"),
+                         licence=man.get("licence"))
+    man.setdefault("students", {})[info["group"]] = {
+        "file": fpath.name, "sha256": hashlib.sha256(fpath.read_bytes()).hexdigest(),
+        "crossover": info["crossover"], "parameters": sum(p.numel() for p in S.parameters()),
+        "source": checkpoint.name, "metrics": metrics or {}}
+    atomic_write_text(man_path, json.dumps(man, indent=1) + "\n")
     return fpath
 
 
@@ -93,7 +119,7 @@ def build(generator: Path, profile: Path, out: Path, *, fd: float | None = None,
     bundle = ModelBundle(format="stylestudio", path="", generator=G,
                          meta={"alignment_profile": prof.to_dict(), "licence": LICENCE, "provenance": prov})
     extra = {"pack": {"name": "StyleStudio default pack", "description": f"{G.img_resolution}-px faces (UTKFace)"}}
-    for key in ("encoders", "directions"):  # added by other steps; survive a new generator
+    for key in ("encoders", "directions", "students"):  # added by other steps; survive a new generator
         if key in old:
             extra[key] = old[key]
     stylestudio_fmt.save(bundle, out, extra_manifest=extra, half=True)
@@ -112,6 +138,8 @@ def main(argv=None) -> None:
     ap.add_argument("--generator", type=Path, default=None, help="(re)build the pack around this generator")
     ap.add_argument("--encoder", action="append", default=[], metavar="KIND=CHECKPOINT",
                     help="add/replace an encoder from a trainer's best.safetensors (repeatable)")
+    ap.add_argument("--student", action="append", default=[], metavar="CHECKPOINT",
+                    help="add/replace a distilled style-mixing student (trainers.distill best.safetensors)")
     ap.add_argument("--profile", type=Path, default=Path(__file__).with_name("alignment-utkface.json"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "resources" / "pack")
     ap.add_argument("--fd", type=float, default=None, help="measured FD-VGG16 of this generator (500 samples)")
@@ -125,6 +153,8 @@ def main(argv=None) -> None:
     for spec in a.encoder:
         kind, _, ckpt = spec.partition("=")
         print(f"added {add_encoder(a.out, kind, Path(ckpt))}")
+    for ckpt in a.student:
+        print(f"added {add_student(a.out, Path(ckpt))}")
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"wrote {out} ({size / 1e6:.1f} MB)")
 

@@ -55,6 +55,80 @@ class ModelBundle:
         return None if g is None else int(g.num_ws)
 
 
+#: Largest network a model file may ask us to build, in values (parameters + buffers). The official
+#: 1024 px StyleGAN2 generator has 30M, its discriminator 29M; a file asking for more is refused
+#: before anything is allocated (a few changed numbers must not cost gigabytes or minutes).
+MAX_NETWORK_VALUES = 250_000_000
+
+
+def stylegan2_values(kind: str, cfg: dict) -> int:
+    """Upper bound on the values of our StyleGAN2 ``Generator`` / ``Discriminator`` built from
+    ``cfg`` (constructor kwargs), computed without building it. Raises TypeError / ValueError for
+    values of the wrong type."""
+    import math
+
+    def num(key, default):
+        v = cfg.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{key}={v!r} is not a number")
+        return int(v)
+
+    res = num("img_resolution", 256)
+    if res < 4 or res > 1 << 16 or res & (res - 1):
+        raise ValueError(f"img_resolution must be a power of two from 4 to 65536, got {res}")
+    base, cmax, img_c = num("channel_base", 32768), num("channel_max", 512), num("img_channels", 3)
+    if min(base, cmax, img_c) < 1:
+        raise ValueError("channel_base, channel_max and img_channels must be positive")
+    ch = {r: min(base // r, cmax) for r in (2**i for i in range(2, int(math.log2(res)) + 1))}
+    total = 0
+    if kind == "Generator":
+        z, w, layers = num("z_dim", 512), num("w_dim", 512), num("mapping_layers", 8)
+        if min(z, w, layers) < 1 or layers > 1024:
+            raise ValueError("z_dim, w_dim and mapping_layers must be positive")
+        total += (max(z, w) + 1) * w * layers + w
+        for r, c in ch.items():
+            cin = ch.get(r // 2, c)
+            total += 9 * (cin * c + c * c) + (w + 2) * (cin + 2 * c + img_c) + 2 * r * r + 16 * c + 4 * img_c
+    else:
+        for r, c in ch.items():
+            cin = ch.get(r // 2, c)
+            total += 10 * c * cin + 9 * c * c + (img_c + 2) * c + 4 * c + 1
+        c4 = ch[4]
+        total += 25 * c4 * (c4 + 1) + 2 * c4 + 2
+    return total
+
+
+def check_network_size(path, what: str, values: int, tensors=None) -> None:
+    """Refuse a network of more than MAX_NETWORK_VALUES values, or (given the file's ``tensors``)
+    one the file holds less than half the data for: a few shapes (or settings) that describe a huge
+    network the other tensors cannot fill are damage, found before anything is allocated."""
+    if values > MAX_NETWORK_VALUES:
+        raise CheckpointError(path, f"{what}: the file describes a network of {values:,} values, more than "
+                                    f"StyleStudio loads ({MAX_NETWORK_VALUES:,}); the file is damaged or not a "
+                                    "StyleGAN2 model")
+    if tensors is not None:
+        # Values actually stored: a zero-stride (expanded) tensor claims a big shape on one stored value.
+        have = sum(min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1))
+                   for t in tensors if isinstance(t, torch.Tensor))
+        if have < values // 2:
+            raise CheckpointError(path, f"{what}: the tensors hold {have:,} values, but their shapes describe a "
+                                        f"network of about {values:,}; the file is damaged")
+
+
+def build_network(path, what: str, factory):
+    """``factory()`` (a network constructor fed with a file's settings); anything it raises, an odd
+    value's TypeError, OverflowError, AssertionError or an allocation failure, is the file's fault
+    and becomes a :class:`CheckpointError`."""
+    try:
+        return factory()
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - constructors validate with many types (and MemoryError)
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CheckpointError(path, f"{what}: cannot build the network from the file's settings "
+                                    f"({type(e).__name__}: {detail})") from None
+
+
 def _load_error(path, exc: BaseException) -> CheckpointError:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower() or "Unsupported global" in str(exc):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from studio.core.errors import CheckpointError
-from studio.core.formats.base import NVIDIA_PKL, ModelBundle
+from studio.core.formats.base import NVIDIA_PKL, ModelBundle, build_network, check_network_size, stylegan2_values
 from studio.core.nets import ops
 from studio.core.nets.stylegan2 import Discriminator, Generator
 
@@ -213,13 +213,15 @@ def generator_from_nvidia(path, stub: PersistentStub) -> Generator:
     taps = tuple(int(v) for v in s.get("resample_filter", (1, 3, 3, 1)))
     if taps != (1, 3, 3, 1):
         raise CheckpointError(path, f"resample_filter {taps} is not supported (expected [1, 3, 3, 1])")
-    return Generator(
+    args = dict(
         z_dim=int(kw["z_dim"]), w_dim=int(kw["w_dim"]), img_resolution=int(kw["img_resolution"]),
         img_channels=int(kw["img_channels"]), mapping_layers=int(m.get("num_layers", 8)),
         mapping_lr_mul=float(m.get("lr_multiplier", 0.01)), w_avg_beta=float(m.get("w_avg_beta", 0.995)),
         channel_base=int(s.get("channel_base", 32768)), channel_max=int(s.get("channel_max", 512)),
         conv_clamp=None if s.get("conv_clamp") is None else float(s["conv_clamp"]),
     )
+    check_network_size(path, "G_ema", stylegan2_values("Generator", args), _flatten(stub).values())
+    return build_network(path, "G_ema", lambda: Generator(**args))
 
 
 def discriminator_from_nvidia(path, stub: PersistentStub) -> Discriminator:
@@ -233,12 +235,14 @@ def discriminator_from_nvidia(path, stub: PersistentStub) -> Discriminator:
                                                                "fp16_channels_last": None})
     e = _pop_known(path, "D.epilogue_kwargs", kw.get("epilogue_kwargs"), {
         "mbstd_group_size": None, "mbstd_num_channels": None, "activation": "lrelu"})
-    return Discriminator(
+    args = dict(
         img_resolution=int(kw["img_resolution"]), img_channels=int(kw["img_channels"]),
         channel_base=int(kw.get("channel_base", 32768)), channel_max=int(kw.get("channel_max", 512)),
         conv_clamp=None if kw.get("conv_clamp") is None else float(kw["conv_clamp"]),
         mbstd_group_size=e.get("mbstd_group_size", 4), mbstd_num_channels=int(e.get("mbstd_num_channels", 1)),
     )
+    check_network_size(path, "D", stylegan2_values("Discriminator", args), _flatten(stub).values())
+    return build_network(path, "D", lambda: Discriminator(**args))
 
 
 def load_nvidia_state(path, net: torch.nn.Module, src: dict[str, torch.Tensor], what: str) -> None:
@@ -263,6 +267,9 @@ def load_nvidia_state(path, net: torch.nn.Module, src: dict[str, torch.Tensor], 
 
 
 # ----------------------------------------------------------------------------
+
+#: What odd values in a pickled record raise on their way to our constructors.
+_BAD_VALUE = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError, RuntimeError)
 
 
 def load(path: str | Path, *, detect_only: bool = False) -> ModelBundle:
@@ -296,8 +303,8 @@ def load(path: str | Path, *, detect_only: bool = False) -> ModelBundle:
     try:
         G = generator_from_nvidia(path, g_stub)
         load_nvidia_state(path, G, _flatten(g_stub), "G_ema")
-    except ValueError as e:
-        raise CheckpointError(path, f"G_ema: {e}") from None
+    except _BAD_VALUE as e:  # odd types/values in _init_kwargs or the state (the file's fault)
+        raise CheckpointError(path, f"G_ema: {type(e).__name__}: {str(e)[:200]}") from None
     G.eval().requires_grad_(False)
     bundle.generator = G
     bundle.w_avg = G.mapping.w_avg.clone()
@@ -307,7 +314,7 @@ def load(path: str | Path, *, detect_only: bool = False) -> ModelBundle:
             D = discriminator_from_nvidia(path, d_stub)
             load_nvidia_state(path, D, _flatten(d_stub), "D")
             bundle.discriminator = D.eval().requires_grad_(False)
-        except (CheckpointError, ValueError) as e:
+        except (CheckpointError, *_BAD_VALUE) as e:
             bundle.notes.append(f"discriminator not loaded ({e}); the generator is unaffected")
     tsk = obj.get("training_set_kwargs")
     bundle.meta = {"source": "NVIDIA stylegan2-ada-pytorch pickle",

@@ -318,7 +318,7 @@ def from_checkpoint(path: str | Path, obj: dict, *, detect_only: bool = False) -
         return _read(path, obj, sd, opts, kind, bundle)
     except CheckpointError:
         raise
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as e:
         # Odd option values or tensors the checks above did not anticipate: still the file's fault.
         detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise CheckpointError(path, f"malformed {kind} checkpoint ({type(e).__name__}: {detail})") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from studio.core.errors import CheckpointError
-from studio.core.formats.base import ROSINALITY, ModelBundle
+from studio.core.formats.base import ROSINALITY, ModelBundle, build_network, check_network_size, stylegan2_values
 from studio.core.nets import ops
 from studio.core.nets.stylegan2 import Generator, channels_for
 
@@ -104,7 +104,8 @@ def generator_from_rosinality(state: Mapping[str, torch.Tensor], *, path=None,
     """
     cfg = _infer_config(path, state)
     num_convs = cfg.pop("num_convs")
-    G = Generator(**cfg, mapping_lr_mul=lr_mlp)
+    check_network_size(path, what, stylegan2_values("Generator", cfg), state.values())
+    G = build_network(path, what, lambda: Generator(**cfg, mapping_lr_mul=lr_mlp))
     table = rosinality_name_table(num_convs, cfg["mapping_layers"])
     ours = G.state_dict()
     kernel = ops.setup_filter((1, 3, 3, 1)) * 4
@@ -156,7 +157,10 @@ def from_checkpoint(path: str | Path, obj: dict, *, detect_only: bool = False) -
     if detect_only:
         return bundle
     args = obj.get("args")
-    lr_mlp = float(getattr(args, "lr_mlp", 0.01) if args is not None else 0.01)
+    try:
+        lr_mlp = float(getattr(args, "lr_mlp", 0.01) if args is not None else 0.01)
+    except (TypeError, ValueError):
+        raise CheckpointError(path, f"args.lr_mlp is not a number ({getattr(args, 'lr_mlp', None)!r})") from None
     G = generator_from_rosinality(state, path=path, lr_mlp=lr_mlp, what=key)
     if key == "g":
         bundle.notes.append("no 'g_ema' in the file: using the non-averaged generator 'g'")
@@ -179,5 +183,7 @@ def from_checkpoint(path: str | Path, obj: dict, *, detect_only: bool = False) -
         bundle.notes.append("rosinality discriminator 'd' not loaded (only the generator is used)")
     bundle.meta = {"source": "rosinality stylegan2-pytorch checkpoint", "generator_key": key}
     if args is not None:
-        bundle.meta["args"] = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool))}
+        fields = getattr(args, "__dict__", None)
+        bundle.meta["args"] = {k: v for k, v in (fields if isinstance(fields, dict) else {}).items()
+                               if isinstance(v, (str, int, float, bool))}
     return bundle

@@ -27,7 +27,7 @@ import torch
 from studio import __version__
 from studio.core.errors import CheckpointError
 from studio.core.fileio import atomic_write_bytes
-from studio.core.formats.base import STYLESTUDIO, ModelBundle
+from studio.core.formats.base import STYLESTUDIO, ModelBundle, check_network_size, stylegan2_values
 from studio.core.latent import layer_groups
 from studio.core.nets import build, class_name_of
 
@@ -193,15 +193,15 @@ def _read_dir(path: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], Pat
         raise
     except OSError as e:
         raise CheckpointError(mpath, f"cannot read the manifest: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(mpath, f"the manifest is not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(mpath, f"the manifest is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     _check_manifest(mpath, man)
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     entries = dict(man["networks"])
     if isinstance(man.get("extra"), dict) and "file" in man["extra"]:
         entries["extra"] = man["extra"]
     for name, entry in entries.items():
-        fname = entry.get("file")
+        fname = entry.get("file") if isinstance(entry, dict) else None
         if not isinstance(fname, str) or "/" in fname or "\\" in fname or fname.startswith("."):
             raise CheckpointError(mpath, f"network {name!r}: bad or missing file name {fname!r}")
         fpath = root / fname
@@ -239,8 +239,8 @@ def read_manifest(path: str | Path) -> dict:
         mpath = path / MANIFEST if path.is_dir() else path
         try:
             man = json.loads(mpath.read_text())
-        except (OSError, ValueError) as e:
-            raise CheckpointError(mpath, f"cannot read the manifest ({e})") from None
+        except (OSError, ValueError, RecursionError) as e:
+            raise CheckpointError(mpath, f"cannot read the manifest ({type(e).__name__}: {str(e)[:200]})") from None
     else:
         man, _ = _read_single(path)
     _check_manifest(path, man)
@@ -249,9 +249,17 @@ def read_manifest(path: str | Path) -> dict:
 
 def _instantiate(path, name: str, entry: dict, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
     try:
-        net = build(str(entry["class"]), dict(entry["config"]))
+        cls_name, config = str(entry["class"]), dict(entry["config"])
+        if cls_name in ("Generator", "Discriminator"):  # refuse absurd sizes before allocating them
+            check_network_size(path, f"network {name!r}", stylegan2_values(cls_name, config))
+        net = build(cls_name, config)
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(path, f"network {name!r}: cannot build it from the manifest ({e})") from None
+    except Exception as e:  # noqa: BLE001 - odd config values (OverflowError, MemoryError, ...)
+        raise CheckpointError(path, f"network {name!r}: cannot build it from the manifest "
+                                    f"({type(e).__name__}: {str(e)[:200]})") from None
     ours = net.state_dict()
     unexpected = sorted(set(tensors) - set(ours))
     missing = sorted(set(ours) - set(tensors))
@@ -330,6 +338,44 @@ def save_encoder(pipeline, out: str | Path, *, half: bool = True, provenance: di
     bundle = ModelBundle(format=STYLESTUDIO, path="", encoder=pipeline,
                          latent_avg=getattr(pipeline, "latent_avg", None), meta={"provenance": provenance or {}})
     return save(bundle, out, half=half)
+
+
+def save_student(student: torch.nn.Module, out: str | Path, *, distill: dict, half: bool = True,
+                 provenance: dict | None = None, alignment_profile=None, licence: str | None = None) -> Path:
+    """A distilled style-mixing student (METHODS.md §6) as one ``*.safetensors`` file: network
+    ``student`` plus ``manifest['distill']`` (crossover group/row, num_ws, resolution of the teacher)."""
+    from safetensors.torch import save as st_save
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"{out}: a student file must end in .safetensors")
+    man: dict[str, Any] = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "layout": "single-file",
+        "networks": {"student": {"class": class_name_of(student), "config": _config(student)}},
+        "distill": dict(distill),
+        "alignment_profile": alignment_profile if alignment_profile is not None else "ffhq",
+        "licence": licence or "inherits the licence of the teacher generator",
+        "provenance": {"converted_by": f"stylestudio {__version__}",
+                       "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       **(provenance or {})},
+    }
+    tensors = {f"student/{k}": v for k, v in _state(student, half).items()}
+    atomic_write_bytes(out, st_save(tensors, metadata={META_KEY: json.dumps(man)}))
+    return out
+
+
+def load_student(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """``(student network in eval mode, manifest)`` of a file written by :func:`save_student`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such student file")
+    man, grouped = _read_single(path)
+    _check_manifest(path, man)
+    entry = man["networks"].get("student")
+    if entry is None or "student" not in grouped or not isinstance(man.get("distill"), dict):
+        raise CheckpointError(path, "not a distilled style-mixing student (no 'student' network / 'distill' "
+                                    "section); train one with `stylestudio train distill`")
+    return _instantiate(path, "student", entry, grouped["student"]), man
 
 
 def _wrap_encoder(path, encoder: torch.nn.Module, bundle: ModelBundle, info: dict) -> torch.nn.Module:

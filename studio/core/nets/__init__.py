@@ -18,6 +18,7 @@ NETWORKS: dict[str, str] = {
     "E2StyleEncoder": "studio.core.nets.e2style:E2StyleEncoder",
     "SAEEncoder": "studio.core.nets.sae:SAEEncoder",
     "CRGEncoder": "studio.core.nets.crg:CRGEncoder",
+    "DistillStudent": "studio.core.nets.distill:DistillStudent",
 }
 
 
