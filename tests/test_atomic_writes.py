@@ -20,8 +20,6 @@ ALLOWED = {
     ("trainers/common.py", "log_to_run_dir", "FileHandler"): "log.txt is an append-only log",
     ("trainers/common.py", "TensorBoard.__init__", "SummaryWriter"): "TensorBoard event files are append-only",
     ("trainers/pack/directions.py", "main", "FileHandler"): "log.txt of the pack's direction job, append-only",
-    # TODO(packaging): the --smoke-test frame should use studio.core.imageio.save_image; drop this entry then
-    ("studio/gui/app.py", "_smoke_test.frame", "Image.fromarray().save"): "throwaway PNG of the packaging smoke test",
 }
 
 # functions whose destination is their first (0) or second (1) argument

@@ -26,6 +26,7 @@ _COMMANDS = [
     "train",
     "edit",
     "directions",
+    "mix",
 ]
 
 
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stylestudio {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    # Packaging smoke test of the window: load the pack, render a face to PNG, exit (packaging/build.sh).
+    parser.add_argument("--smoke-test", metavar="PNG", default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         try:
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command is None:
-        return _launch_app(parser)
+        return _launch_app(parser, smoke_test=args.smoke_test)
     try:
         return int(args.func(args) or 0)
     except StudioError as e:
@@ -67,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _launch_app(parser: argparse.ArgumentParser) -> int:
+def _launch_app(parser: argparse.ArgumentParser, smoke_test: str | None = None) -> int:
     try:
         from studio.gui.app import run_app  # noqa: WPS433 (optional layer)
     except ModuleNotFoundError:
         parser.print_help()
-        return 0
-    return run_app()
+        return 0 if smoke_test is None else 1
+    return run_app(smoke_test=smoke_test)
