@@ -115,7 +115,7 @@ class MetricsTailer:
                 continue
             try:
                 rec = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # not JSON / not UTF-8; absurdly nested
                 rec = None
             if isinstance(rec, dict):
                 out.append(rec)
@@ -196,6 +196,9 @@ class StageLane:
     aborted_at: int | None         # step of the abort that dropped it
 
 
+#: Most refinement stages a record or config.json may claim (E2Style uses a handful); more is damage.
+MAX_STAGES = 64
+
 # Keys of a training record that are not curves of their own.
 META_KEYS = {"step", "kimg", "time", "event", "world_size", "arch", "num_stages", "active_stages",
              "stage_passes", "rss_mb", "deltas", "best", "reason", "eval_sec", "stop", "lr"}
@@ -206,14 +209,15 @@ def read_config(run_dir: str | Path) -> dict:
     try:
         d = json.loads((Path(run_dir) / "config.json").read_text())
         return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 
 def detect_trainer(run_dir: str | Path, config: dict | None = None) -> str | None:
     """'gan' | 'encoder' | 'crg' | 'distill' from the run's ``config.json`` (argv, then its keys)."""
     config = read_config(run_dir) if config is None else config
-    argv = [str(a) for a in config.get("argv") or []]
+    argv = config.get("argv")
+    argv = [str(a) for a in argv] if isinstance(argv, list) else []
     mods = {spec.module.rsplit(".", 1)[1]: name for name, spec in TRAINERS.items()}
     for a in argv[:3]:
         stem = Path(a).stem
@@ -221,7 +225,8 @@ def detect_trainer(run_dir: str | Path, config: dict | None = None) -> str | Non
             return mods[stem]
         if a in TRAINERS:  # stylestudio train <name>
             return a
-    train = config.get("train") or {}
+    train = config.get("train")
+    train = train if isinstance(train, dict) else {}
     if "arch" in train and "abort" in train:
         return "encoder"
     if "space" in train:
@@ -256,7 +261,8 @@ class RunModel:
     def __init__(self, run_dir: str | Path | None = None, config: dict | None = None):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         full = (read_config(self.run_dir) if self.run_dir is not None else {}) if config is None else config
-        self.config: dict = dict(full.get("train", full) if isinstance(full, dict) else {})
+        train = full.get("train", full) if isinstance(full, dict) else {}
+        self.config: dict = dict(train) if isinstance(train, dict) else {}
         self.trainer = detect_trainer(self.run_dir or "", full) if full else None
         self.tailer = MetricsTailer(self.run_dir / "metrics.jsonl") if self.run_dir is not None else None
         self.restarts = 0       # times the file was found truncated / replaced
@@ -301,7 +307,8 @@ class RunModel:
             return
         full = read_config(self.run_dir)
         if full:
-            self.config = dict(full.get("train", {}))
+            train = full.get("train")
+            self.config = dict(train) if isinstance(train, dict) else {}
             self.trainer = detect_trainer(self.run_dir, full)
 
     def feed(self, records) -> None:
@@ -318,7 +325,7 @@ class RunModel:
             self._rewind(step or 0)
             self.sessions.append({"event": ev, "step": step or 0, "time": r.get("time")})
             self.ended = None
-            if _int(r.get("num_stages")):
+            if 1 <= (_int(r.get("num_stages")) or 0) <= MAX_STAGES:
                 self._num_stages = _int(r["num_stages"])
             if ev == "start" and _int(r.get("active_stages")):
                 self._initial_active = _int(r["active_stages"])
@@ -391,7 +398,8 @@ class RunModel:
         if self._num_stages:
             return self._num_stages
         if self.config.get("arch") == "e2style":
-            return int(self.config.get("stages") or 1)
+            s = self.config.get("stages")
+            return s if isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_STAGES else 1
         return 1
 
     @property
@@ -493,7 +501,8 @@ class RunModel:
 
 
 def _int(x) -> int | None:
-    return int(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)  # JSON allows Infinity, NaN
+    return int(x) if ok else None
 
 
 # ----------------------------------------------------------------------------
@@ -603,6 +612,14 @@ def _python() -> str:
     return sys.executable or "python3"
 
 
+def _launch(spec: TrainerSpec, python: str | None) -> list[str]:
+    """The start of a trainer's command line: ``python -m trainers.X``, or inside a frozen (PyInstaller)
+    app, whose executable is the app itself, ``stylestudio train NAME``."""
+    if python is None and getattr(sys, "frozen", False):
+        return [sys.executable, "train", spec.name]
+    return [python or _python(), "-m", spec.module]
+
+
 def visible_flags(spec: TrainerSpec, options: dict) -> list[FlagSpec]:
     """The flags that apply given the other options (e.g. abortion flags only for e2style)."""
     out = []
@@ -630,7 +647,7 @@ def build_command(trainer: str, options: dict[str, Any], *, python: str | None =
     unknown = sorted(set(opts) - set(known))
     if unknown:
         raise ValueError(f"{trainer} trainer has no flag(s) {', '.join('--' + k.replace('_', '-') for k in unknown)}")
-    cmd = [python or _python(), "-m", spec.module, "--no-tqdm"]
+    cmd = [*_launch(spec, python), "--no-tqdm"]
     shown = {fs.key for fs in visible_flags(spec, opts)}
     for fs in spec.flags:
         if fs.key not in opts or fs.key not in shown:
@@ -651,7 +668,7 @@ def resume_command(run_dir: str | Path, trainer: str | None = None, *, python: s
     trainer = trainer or detect_trainer(run_dir)
     if trainer not in TRAINERS:
         raise ValueError(f"{run_dir}: cannot tell which trainer wrote this run (config.json missing or unknown)")
-    return [python or _python(), "-m", TRAINERS[trainer].module, "--resume", str(run_dir), "--no-tqdm",
+    return [*_launch(TRAINERS[trainer], python), "--resume", str(run_dir), "--no-tqdm",
             *(extra or [])]
 
 

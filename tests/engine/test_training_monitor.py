@@ -283,3 +283,16 @@ def test_generator_speed_in_seconds_per_step(tmp_path):
     m = RunModel(config={"train": {"cfg": "tiny", "kimg": 1.0, "batch": 8}})
     m.feed([{"step": 10, "kimg": 0.08, "loss_g": 1.0, "sec_per_kimg": 100.0}])
     assert m.sec_per_step == pytest.approx(0.8) and m.eta_seconds == pytest.approx(92.0)
+
+
+def test_frozen_app_launches_trainers_through_its_own_cli(monkeypatch, tmp_path):
+    """Inside a PyInstaller app sys.executable is the app: trainers start as `stylestudio train NAME`."""
+    import sys
+
+    from studio.engine import training as tr
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    cmd = tr.build_command("crg", {"steps": 5})
+    assert cmd[:3] == [sys.executable, "train", "crg"] and "--steps" in cmd
+    monkeypatch.delattr(sys, "frozen")
+    assert tr.build_command("crg", {"steps": 5})[1:3] == ["-m", "trainers.crg"]
