@@ -5,7 +5,6 @@ signal-safe stopping. One code path serves a single process and ``torchrun``.
 from __future__ import annotations
 
 import argparse
-
 import io
 import json
 import logging
@@ -243,3 +242,44 @@ def log_to_run_dir(run_dir: Path) -> None:
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(fh)
     logging.getLogger("trainers").info("run directory: %s", run_dir)
+
+
+def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=None,
+                 before=None) -> int:
+    """The trainers' shared ``main()``: logging, ``--dry-run`` (print the config), the run directory
+    (a new numbered one on rank 0, or ``--resume RUN_DIR``: its ``resume.pt``, none if the run was
+    killed before its first snapshot), the log file, then ``make_trainer(cfg, run_dir or None on
+    other ranks, resume_from=..., tqdm_bar=...).run()``. A :class:`UserError` prints ``error: ...``
+    and returns 2.
+
+    ``run_desc(cfg)``: the new run's name; ``resume_from_new(args)``: a snapshot a *new* run starts
+    from (e.g. the generator's ``--resume-compact``); ``before(cfg, args)``: handles extra one-shot
+    modes, returning an exit status to stop there or None to go on."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, args = parse_args(argv)
+        if before is not None:
+            rc = before(cfg, args)
+            if rc is not None:
+                return rc
+        if args.dry_run:
+            print(json.dumps(asdict(cfg), indent=1))
+            return 0
+        is_rank0 = int(os.environ.get("RANK", "0")) == 0
+        run_dir = None
+        if args.resume:
+            run_dir = Path(args.resume)
+            resume_from = run_dir / "resume.pt"
+            if not resume_from.is_file():
+                resume_from = None  # killed before the first snapshot: start over in the same folder
+        else:
+            resume_from = resume_from_new(args) if resume_from_new is not None else None
+            if is_rank0:
+                run_dir = open_run_dir(cfg.out, run_desc(cfg), asdict(cfg))
+        if is_rank0:
+            log_to_run_dir(run_dir)
+        make_trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm).run()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -56,9 +56,23 @@ from studio.core.formats import load_checkpoint, stylestudio_fmt
 from studio.core.formats.base import ModelBundle
 from studio.core.nets.crg import SPACES, CRGEncoder
 from studio.core.nets.encoding import EncoderPipeline
-from trainers.common import (MetricsLog, StopFlag, TensorBoard, UserError, all_reduce_mean, atomic_torch_save,
-                             atomic_write_bytes, barrier, init_distributed, is_distributed,
-                             is_main, log_to_run_dir, open_run_dir, peak_rss_mb, rank, world_size)
+from trainers.common import (
+    MetricsLog,
+    StopFlag,
+    TensorBoard,
+    UserError,
+    all_reduce_mean,
+    atomic_torch_save,
+    atomic_write_bytes,
+    barrier,
+    init_distributed,
+    is_distributed,
+    is_main,
+    peak_rss_mb,
+    rank,
+    trainer_main,
+    world_size,
+)
 
 log = logging.getLogger("trainers.crg")
 
@@ -570,33 +584,8 @@ class CRGTrainer:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg, args = parse_args(argv)
-        if args.dry_run:
-            print(json.dumps(asdict(cfg), indent=1))
-            return 0
-        is_rank0 = int(os.environ.get("RANK", "0")) == 0
-        resume_from = None
-        if args.resume:
-            run_dir = Path(args.resume)
-            resume_from = run_dir / "resume.pt"
-            if not resume_from.is_file():
-                resume_from = None  # killed before the first snapshot: start over in the same folder
-        elif is_rank0:
-            name = Path(cfg.model).stem if cfg.model else "pack"
-            run_dir = open_run_dir(cfg.out, cfg.desc or f"crg-{name}-{cfg.space}-{cfg.size}", asdict(cfg))
-        else:
-            run_dir = None
-        if is_rank0:
-            log_to_run_dir(run_dir)
-        trainer = CRGTrainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm)
-        trainer.run()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    return trainer_main(argv, parse_args, CRGTrainer, lambda cfg: cfg.desc or (
+        f"crg-{Path(cfg.model).stem if cfg.model else 'pack'}-{cfg.space}-{cfg.size}"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -67,13 +67,18 @@ from trainers.common import (
     init_distributed,
     is_distributed,
     is_main,
-    log_to_run_dir,
-    open_run_dir,
     peak_rss_mb,
     rank,
+    trainer_main,
     world_size,
 )
-from trainers.distill_data import VAL_SEED_START, NpzTriplets, TripletSource, heldout_seeds, render_seed_triplets
+from trainers.distill_data import (
+    VAL_SEED_START,
+    NpzTriplets,
+    TripletSource,
+    heldout_seeds,
+    render_seed_triplets,
+)
 
 log = logging.getLogger("trainers.distill")
 
@@ -653,34 +658,8 @@ class DistillTrainer:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg, args = parse_args(argv)
-        if args.dry_run:
-            print(json.dumps(asdict(cfg), indent=1))
-            return 0
-        is_rank0 = int(os.environ.get("RANK", "0")) == 0
-        resume_from = None
-        if args.resume:
-            run_dir = Path(args.resume)
-            resume_from = run_dir / "resume.pt"
-            if not resume_from.is_file():
-                resume_from = None  # killed before the first snapshot: start over in the same folder
-        elif is_rank0:
-            name = Path(cfg.generator).stem if cfg.generator else "pack"
-            run_dir = open_run_dir(cfg.out, cfg.desc or f"distill-{name}-{cfg.group}-{cfg.size}", asdict(cfg))
-        else:
-            run_dir = None
-        if is_rank0:
-            log_to_run_dir(run_dir)
-        trainer = DistillTrainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from,
-                                 tqdm_bar=not args.no_tqdm)
-        trainer.run()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    return trainer_main(argv, parse_args, DistillTrainer, lambda cfg: cfg.desc or (
+        f"distill-{Path(cfg.generator).stem if cfg.generator else 'pack'}-{cfg.group}-{cfg.size}"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -117,7 +117,6 @@ from studio.core.nets.encoding import EncoderPipeline
 from studio.core.nets.psp import COARSE_END, MIDDLE_END, _upsample_add
 from trainers.common import (
     MetricsLog,
-    field_converter,
     StopFlag,
     TensorBoard,
     UserError,
@@ -125,13 +124,13 @@ from trainers.common import (
     atomic_torch_save,
     atomic_write_bytes,
     barrier,
+    field_converter,
     init_distributed,
     is_distributed,
     is_main,
-    log_to_run_dir,
-    open_run_dir,
     peak_rss_mb,
     rank,
+    trainer_main,
     world_size,
 )
 from trainers.data import BatchStream, load_images
@@ -902,32 +901,7 @@ def _run_desc(cfg: EncoderTrainConfig) -> str:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg, args = parse_args(argv)
-        if args.dry_run:
-            print(json.dumps(asdict(cfg), indent=1))
-            return 0
-        is_rank0 = int(os.environ.get("RANK", "0")) == 0
-        resume_from = None
-        if args.resume:
-            run_dir = Path(args.resume)
-            resume_from = run_dir / "resume.pt"
-            if not resume_from.is_file():
-                resume_from = None  # killed before the first snapshot: start over in the same folder
-        elif is_rank0:
-            run_dir = open_run_dir(cfg.out, _run_desc(cfg), asdict(cfg))
-        else:
-            run_dir = None
-        if is_rank0:
-            log_to_run_dir(run_dir)
-        trainer = Trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm)
-        trainer.run()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+    return trainer_main(argv, parse_args, Trainer, _run_desc)
 
 if __name__ == "__main__":
     sys.exit(main())

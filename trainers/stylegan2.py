@@ -34,9 +34,24 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.stylegan2 import Discriminator, Generator
 from trainers import losses
 from trainers.augment import AdaptiveP, augment
-from trainers.common import (MetricsLog, StopFlag, field_converter, TensorBoard, UserError, all_reduce_mean, atomic_torch_save,
-                             atomic_write_bytes, barrier, init_distributed, is_distributed,
-                             is_main, log_to_run_dir, open_run_dir, peak_rss_mb, rank, world_size)
+from trainers.common import (
+    MetricsLog,
+    StopFlag,
+    TensorBoard,
+    UserError,
+    all_reduce_mean,
+    atomic_torch_save,
+    atomic_write_bytes,
+    barrier,
+    field_converter,
+    init_distributed,
+    is_distributed,
+    is_main,
+    peak_rss_mb,
+    rank,
+    trainer_main,
+    world_size,
+)
 from trainers.data import BatchStream, load_images
 
 log = logging.getLogger("trainers.stylegan2")
@@ -265,9 +280,9 @@ class Trainer:
         self.stream = BatchStream(len(self.data), cfg.batch, rank=self.rank, world=self.world, seed=cfg.seed)
         self.G_ddp, self.D_ddp = TrainG(self.G), self.D
         if is_distributed():
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             import warnings
+
+            from torch.nn.parallel import DistributedDataParallel as DDP
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # broadcast_buffers naming
@@ -478,8 +493,9 @@ class Trainer:
         with torch.no_grad():
             img = self.G_ema.synthesis(self.G_ema.map(self.grid_z.to(self.device)), noise_mode="const")
         grid = make_grid(to_uint8(img), cols=8)
-        from PIL import Image
         import io
+
+        from PIL import Image
 
         buf = io.BytesIO()
         Image.fromarray(grid).save(buf, format="PNG")
@@ -654,41 +670,23 @@ def read_compact(path: str | Path) -> tuple[dict, dict[str, dict[str, torch.Tens
     return meta, nets
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg, args = parse_args(argv)
-        if args.export_compact:
-            out = export_compact(*args.export_compact)
-            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-            return 0
-        if args.dry_run:
-            print(json.dumps(asdict(cfg), indent=1))
-            return 0
-        is_rank0 = int(os.environ.get("RANK", "0")) == 0
-        resume_from = None
-        if args.resume:
-            run_dir = Path(args.resume)
-            resume_from = run_dir / "resume.pt"
-            if not resume_from.is_file():
-                resume_from = None  # killed before the first snapshot: start over in the same folder
-        elif is_rank0:
-            resume_from = Path(args.resume_compact) if args.resume_compact else None
-            data = Path(cfg.data)
-            name = data.resolve().parent.name if data.name == "images" else data.name
-            run_dir = open_run_dir(cfg.out, cfg.desc or f"{name}-{cfg.cfg}-{cfg.d}", asdict(cfg))
-        else:
-            run_dir = None
-            resume_from = Path(args.resume_compact) if args.resume_compact else None
-        if is_rank0:
-            log_to_run_dir(run_dir)
-        trainer = Trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm)
-        trainer.run()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _run_desc(cfg) -> str:
+    data = Path(cfg.data)
+    name = data.resolve().parent.name if data.name == "images" else data.name
+    return cfg.desc or f"{name}-{cfg.cfg}-{cfg.d}"
+
+
+def _export_only(cfg, args) -> int | None:
+    if not args.export_compact:
+        return None
+    out = export_compact(*args.export_compact)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
+
+def main(argv=None) -> int:
+    return trainer_main(argv, parse_args, Trainer, _run_desc, before=_export_only,
+                        resume_from_new=lambda args: Path(args.resume_compact) if args.resume_compact else None)
 
 if __name__ == "__main__":
     sys.exit(main())
