@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,9 @@ class LoadedModel:
     profile: object           # AlignmentProfile
     licence: str
     path: str
+    student: str | None = None          # the pack's distilled mixing student (fast mix), if any
+    student_problem: str | None = None  # why the pack's student cannot be used (missing / corrupt file)
+    student_group: str | None = None    # the layer group the student mixes at ('medium', ...)
 
     @property
     def num_ws(self) -> int:
@@ -133,7 +137,28 @@ def load_model(path: str | Path, *, device: str = "cpu", sefa_k: int = SEFA_FALL
     meta = getattr(bundle, "meta", {}) or {}
     profile = get_profile(meta.get("alignment_profile") or (meta.get("manifest") or {}).get("alignment_profile"))
     directions, source = model_directions(bundle, G, sefa_k=sefa_k)
-    return LoadedModel(bundle, G, encoders, directions, source, profile, bundle_licence(bundle), str(path))
+    student, problem = model_student(path)
+    model = LoadedModel(bundle, G, encoders, directions, source, profile, bundle_licence(bundle), str(path),
+                        student, problem)
+    if student is not None:  # load it now (small), off the GUI thread: the fast mix is then one pass
+        try:
+            model.student_group = fast_mixer(model).group
+        except StudioError as e:
+            log.warning("the pack's distilled student cannot be used: %s", e)
+            model.student, model.student_problem = None, str(e)
+    return model
+
+
+def model_student(path: str | Path) -> tuple[str | None, str | None]:
+    """(the student file the model pack lists, or None; why it cannot be used, or None)."""
+    from studio.core.distill import find_student
+
+    try:
+        found = find_student(path)
+    except StudioError as e:
+        log.warning("the pack's distilled student cannot be used: %s", e)
+        return None, str(e)
+    return (str(found) if found is not None else None), None
 
 
 # ----------------------------------------------------------------------------
@@ -279,6 +304,66 @@ def available_devices(*, probe: bool = True) -> list[tuple[str, str]]:
     except Exception:  # noqa: BLE001 - a broken driver must not stop the app
         log.warning("CUDA is present but unusable", exc_info=True)
     return out
+
+
+# ----------------------------------------------------------------------------
+# Fast (distilled) style mixing
+
+_FAST_MIXERS: dict[tuple[str, str], object] = {}   # (student file, device) -> FastMixer, loaded once
+_FAST_MIXERS_LOCK = threading.Lock()
+
+
+@dataclass
+class FastMixResult:
+    """What :func:`fast_mix` made: the content, the aligned style face and the mix, (R, R, 3) uint8."""
+
+    content: np.ndarray
+    style: np.ndarray
+    mixed: np.ndarray
+    group: str | None
+    seconds: float
+    style_path: str
+    face_index: int
+
+
+def fast_mixer(model: LoadedModel):
+    """The model pack's :class:`~studio.core.distill.FastMixer`, loaded once per student and device."""
+    from studio.core.distill import MixError, load_student
+
+    if model.student is None:
+        raise MixError(model.student_problem or f"{Path(model.path).name or 'this model'} has no distilled "
+                       "mixing student; use the reference photo instead, or train one (`stylestudio train distill`)")
+    dev = next(model.G.parameters()).device
+    key = (str(model.student), str(dev))
+    with _FAST_MIXERS_LOCK:
+        mixer = _FAST_MIXERS.get(key)
+        if mixer is None:
+            mixer = _FAST_MIXERS[key] = load_student(model.student, device=dev)
+    return mixer
+
+
+def fast_mix(model: LoadedModel, content_aligned, style, *, face_index: int = 0, ctx=None) -> FastMixResult:
+    """Mix the aligned content face with the styles of a face of another photo, in one pass of the
+    pack's distilled student. ``content_aligned``: an aligned (R, R, 3) uint8 array (or an
+    ``AlignedFace``); ``style``: a photo path or a :class:`PhotoFaces` already read. The style face
+    (``face_index``) is aligned with the model's profile. Raises ImageError / NoFaceError /
+    :class:`~studio.core.distill.MixError` with a user message."""
+    import time
+
+    content = np.asarray(getattr(content_aligned, "image", content_aligned))
+    photo = style if isinstance(style, PhotoFaces) else read_photo(style, ctx=ctx)
+    if not 0 <= face_index < len(photo.faces):
+        from studio.core.distill import MixError
+
+        raise MixError(f"{Path(photo.path).name}: no face number {face_index + 1} in this photo")
+    aligned = align(photo, face_index, model.profile).image
+    mixer = fast_mixer(model)
+    if ctx is not None:
+        ctx.check()
+    t0 = time.perf_counter()
+    mixed = mixer.mix(content, aligned)
+    seconds = time.perf_counter() - t0
+    return FastMixResult(content, aligned, mixed, mixer.group, seconds, photo.path, face_index)
 
 
 # ----------------------------------------------------------------------------

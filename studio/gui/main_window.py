@@ -51,7 +51,7 @@ from studio.engine import workspace as ws_ops
 from studio.engine.session import AppliedDirection, EditSession
 from studio.gui.compat import install_none_guard
 from studio.gui.jobs import QtJobs
-from studio.gui.panels import MixingPanel
+from studio.gui.panels import FastMixDialog, MixingPanel
 from studio.gui.widgets import DirectionSlider, FacePickerDialog, ImageView, to_qimage
 
 if TYPE_CHECKING:  # the renderer imports PyTorch: loaded with the first model, after the window shows
@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
     directions_loaded = Signal(int)   # how many were added
     reference_ready = Signal()        # a new mixing reference is in the session
     reference_thumb_shown = Signal()
+    fast_mix_shown = Signal()         # a fast (distilled) mix is shown in its dialog
     refine_finished = Signal()
     message_shown = Signal(str, str, str)  # kind, title, text
     autosaved = Signal(str)           # path of the autosave just written
@@ -139,6 +140,8 @@ class MainWindow(QMainWindow):
         self.last_inversion = None
         self._refine_job = None
         self._reference_job = None
+        self._fast_job = None
+        self.fast_mix_dialog: FastMixDialog | None = None
         self._ref_infos: dict[int, dict] = {}    # hash of a reference W+ -> where it came from
         self._ref_thumb_key: int | None = None
         self._pending_ref: tuple | None = None   # (thumbnail, info) of the reference being set
@@ -280,6 +283,7 @@ class MainWindow(QMainWindow):
         # style mixing
         self.mixing = MixingPanel()
         self.mixing.photo_requested.connect(lambda: self.reference_from_photo())
+        self.mixing.fast_mix_requested.connect(lambda: self.fast_mix_from_photo())
         self.mixing.seed_requested.connect(self.reference_from_seed)
         self.mixing.clear_requested.connect(self.clear_reference)
         self.mixing.cancel_requested.connect(self.cancel_reference)
@@ -1016,6 +1020,85 @@ class MainWindow(QMainWindow):
         if self.session is not None and self.session.mixer.reference is not None:
             self.session.set_reference(None)
 
+    # -- fast (distilled) mix: the aligned face and a face of another photo, one pass of the student
+
+    def fast_mix_from_photo(self, path: str | Path | None = None) -> None:
+        """Mix the aligned face with the styles of a face of another photo using the model pack's
+        distilled student, and show the result in a dialog (no inversion, the edit is unchanged)."""
+        if self.model is None or self.aligned is None:
+            self.show_message("info", "No face yet", "Open a photo first: the fast mix uses its aligned face.")
+            return
+        if self.model.student is None:
+            from studio.core.distill import MixError
+
+            self.show_error("Fast mix unavailable", MixError(
+                self.model.student_problem or "This model has no distilled mixing student; use “From photo…”."))
+            return
+        path = path or self.ask_open_path("Style photo for the fast mix", IMAGE_FILTER)
+        if not path:
+            return
+        self.statusBar().showMessage(f"Finding the style face in {Path(path).name}…")
+        self._fast_job = self.jobs.submit(
+            lambda ctx: ws_ops.read_photo(path, ctx=ctx), name="fast mix photo", key="fastmix",
+            on_done=self._fast_photo_read, on_error=self._fast_failed, on_cancelled=self._fast_cancelled)
+        self._update_actions()
+
+    def _fast_photo_read(self, photo: ws_ops.PhotoFaces) -> None:
+        index = 0
+        if len(photo.faces) > 1:
+            index = self.ask_face(photo)
+            if index is None:
+                self._fast_cancelled()
+                return
+        if self.model is None or self.aligned is None:
+            self._fast_cancelled()
+            return
+        model, content = self.model, self.aligned.image
+        self._fast_job = self.jobs.submit(
+            lambda ctx: ws_ops.fast_mix(model, content, photo, face_index=index, ctx=ctx), name="fast mix",
+            key="fastmix", on_done=self._fast_mixed, on_error=self._fast_failed, on_cancelled=self._fast_cancelled)
+
+    def _fast_mixed(self, result) -> None:
+        self._fast_job = None
+        self._update_actions()
+        if self.fast_mix_dialog is not None:
+            self.fast_mix_dialog.close()
+            self.fast_mix_dialog.deleteLater()
+        face = f", face {result.face_index + 1}" if result.face_index else ""
+        dlg = FastMixDialog(result, self, caption=f"Style: {Path(result.style_path).name}{face}\n")
+        dlg.export_requested.connect(lambda: self.export_fast_mix())
+        self.fast_mix_dialog = dlg
+        dlg.show()
+        self.statusBar().showMessage(f"Fast mix ({result.group} styles) in {result.seconds * 1000:.0f} ms", 6000)
+        self.fast_mix_shown.emit()
+
+    def _fast_failed(self, e) -> None:
+        self._fast_job = None
+        self._update_actions()
+        self.show_error("Cannot mix with this photo", e)
+
+    def _fast_cancelled(self) -> None:
+        self._fast_job = None
+        self._update_actions()
+        self.statusBar().showMessage("Fast mix cancelled", 3000)
+
+    def export_fast_mix(self, path: str | Path | None = None) -> None:
+        """Save the mixed face of the fast-mix dialog (PNG or JPEG)."""
+        if self.fast_mix_dialog is None:
+            return
+        img = self.fast_mix_dialog.result.mixed
+        path = path or self.ask_save_path("Export the fast mix", "fast_mix.png", "PNG (*.png);;JPEG (*.jpg *.jpeg)")
+        if not path:
+            return
+        if not Path(path).suffix:
+            path = Path(path).with_suffix(".png")
+        from studio.core.imageio import save_image
+
+        self.jobs.submit(lambda ctx: save_image(path, img), name="export fast mix",
+                         on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
+                                            self.exported.emit(str(p))),
+                         on_error=lambda e: self.show_error("Cannot export", e))
+
     @staticmethod
     def _ref_key(ref) -> int | None:
         return None if ref is None else hash(np.ascontiguousarray(ref).tobytes())
@@ -1195,7 +1278,19 @@ class MainWindow(QMainWindow):
         self.load_dirs_button.setEnabled(self.model is not None)
         self.load_dirs_action.setEnabled(self.model is not None)
         self.copy_action.setEnabled(self.edit_image is not None or self.pasted_image is not None)
-        self.mixing.setEnabled(has)
+        self.mixing.setEnabled(self.model is not None)
+        self.mixing.set_parts(has)
+        m = self.model
+        if m is None or (m.student is None and m.student_problem is None):
+            self.mixing.set_fast_mix(None, "This model has no distilled mixing student")
+        elif m.student is None:
+            self.mixing.set_fast_mix("unavailable", f"Fast mix unavailable: {m.student_problem}")
+        elif self.aligned is None:
+            self.mixing.set_fast_mix(m.student_group, "Open a photo first: the fast mix uses its aligned face")
+        elif self._fast_job is not None:
+            self.mixing.set_fast_mix(m.student_group, "Mixing…")
+        else:
+            self.mixing.set_fast_mix(m.student_group)
         self.dir_box.setEnabled(self.model is not None)
 
     # ------------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import numpy as np
 from PySide6.QtCore import QSize, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDialog,
+    QDialogButtonBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,10 +41,12 @@ class MixingPanel(QGroupBox):
 
     Signals: ``photo_requested()``, ``seed_requested(int)``, ``clear_requested()``, ``cancel_requested()``,
     ``strength_moved(group, value, dragging)``, ``layer_moved(row, value, dragging)``,
-    ``per_layer_toggled(bool)``, ``released()``.
+    ``per_layer_toggled(bool)``, ``released()``, ``fast_mix_requested()`` (the "Fast mix with a photo
+    (distilled)" button, which needs only an aligned face, not an inverted one: see :meth:`set_parts`).
     """
 
     photo_requested = Signal()
+    fast_mix_requested = Signal()
     seed_requested = Signal(int)
     clear_requested = Signal()
     cancel_requested = Signal()
@@ -54,7 +58,15 @@ class MixingPanel(QGroupBox):
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Style mixing", parent)
         self.setToolTip("Take the coarse, medium or fine styles of another face")
-        lay = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        self.controls = QWidget()  # everything that needs an edit session (an inverted or random face)
+        lay = QVBoxLayout(self.controls)
+        lay.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.controls)
+        self.fast_button = QPushButton("Fast mix with a photo (distilled)…")
+        self.fast_button.clicked.connect(self.fast_mix_requested)
+        outer.addWidget(self.fast_button)
+        self.set_fast_mix(None, "Load a model pack with a distilled mixing student")
 
         top = QHBoxLayout()
         self.thumb = ImageView("no\nreference")
@@ -161,6 +173,20 @@ class MixingPanel(QGroupBox):
             s.set_value(float(rows[i]))
         self.clear_button.setEnabled(mixer.reference is not None)
 
+    def set_parts(self, session: bool) -> None:
+        """Enable the reference / strength controls (they need an edit session)."""
+        self.controls.setEnabled(session)
+
+    def set_fast_mix(self, group: str | None, why_not: str | None = None) -> None:
+        """The fast-mix button: shown when the model has a student (``group``: what it mixes); enabled
+        unless ``why_not`` (the reason, shown as its tooltip)."""
+        self.fast_button.setVisible(group is not None)
+        self.fast_button.setEnabled(why_not is None)
+        self.fast_button.setToolTip(
+            why_not if why_not is not None else
+            f"Mix this face with the styles of a face of another photo in one pass of the model's distilled "
+            f"student ({group or 'its'} styles from the photo; no inversion, a preview of the result)")
+
     def set_thumbnail(self, img: np.ndarray | None, caption: str) -> None:
         self.thumb.set_array(img)
         self.caption.setText(caption)
@@ -176,3 +202,39 @@ class MixingPanel(QGroupBox):
         for g in self.groups.values():
             g.setVisible(not on)
         self.per_layer_toggled.emit(on)
+
+
+class FastMixDialog(QDialog):
+    """A fast (distilled) mix: content / style / mixed thumbnails, the student's group and the time.
+
+    ``result``: a :class:`~studio.engine.workspace.FastMixResult`. Signal: ``export_requested()``."""
+
+    export_requested = Signal()
+
+    def __init__(self, result, parent: QWidget | None = None, *, caption: str = ""):
+        super().__init__(parent)
+        self.setWindowTitle("Fast mix (distilled)")
+        self.result = result
+        lay = QVBoxLayout(self)
+        grid = QGridLayout()
+        self.views: dict[str, ImageView] = {}
+        for i, (key, label) in enumerate((("content", "Your face"), ("style", "Style photo"), ("mixed", "Mixed"))):
+            v = ImageView()
+            v.setMinimumSize(QSize(160, 160))
+            v.set_array(getattr(result, key))
+            grid.addWidget(QLabel(label), 0, i)
+            grid.addWidget(v, 1, i)
+            self.views[key] = v
+        lay.addLayout(grid)
+        group = result.group or "unknown"
+        self.info = QLabel(f"{caption}Student: {group} styles from the photo · "
+                           f"{result.seconds * 1000:.0f} ms · {result.mixed.shape[1]}×{result.mixed.shape[0]} px")
+        self.info.setWordWrap(True)
+        lay.addWidget(self.info)
+        bb = QDialogButtonBox()
+        self.export_button = bb.addButton("Export…", QDialogButtonBox.ButtonRole.ActionRole)
+        self.export_button.setToolTip("Save the mixed face as PNG or JPEG")
+        self.export_button.clicked.connect(self.export_requested)
+        self.close_button = bb.addButton(QDialogButtonBox.StandardButton.Close)
+        bb.rejected.connect(self.reject)
+        lay.addWidget(bb)
