@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from studio.core.errors import DirectionError
 from studio.core.fileio import atomic_write_bytes
 from studio.core.latent import project_out, resolve_span
+from studio.core.lazy import torch
 
 log = logging.getLogger(__name__)
 
@@ -331,8 +331,8 @@ def load_interfacegan_npy(path: str | Path, *, w_dim: int, num_ws: int | None = 
         a = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DirectionError("no such file", path=path) from None
-    except (OSError, ValueError) as e:
-        raise DirectionError(f"not a readable .npy array ({e})", path=path) from None
+    except Exception as e:  # noqa: BLE001 - numpy's parser also raises EOFError, SyntaxError, MemoryError, ...
+        raise DirectionError(f"not a readable .npy array ({type(e).__name__}: {str(e)[:200]})", path=path) from None
     if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
         raise DirectionError("expected a numeric array", path=path)
     if a.size != w_dim or (a.ndim == 2 and a.shape[0] != 1) or a.ndim > 2:
@@ -363,12 +363,15 @@ def load_ganspace_npz(path: str | Path, *, w_dim: int, num_ws: int | None = None
     ``lat_stdev`` is present. Our own exports also restore each direction's layer range."""
     path = Path(path)
     try:
+        _check_unpacked_size(path)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise DirectionError("no such file", path=path) from None
-    except (OSError, ValueError, EOFError) as e:
-        raise DirectionError(f"not a readable .npz archive ({e})", path=path) from None
+    except DirectionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - numpy/zipfile raise BadZipFile, KeyError, EOFError, SyntaxError, ...
+        raise DirectionError(f"not a readable .npz archive ({type(e).__name__}: {str(e)[:200]})", path=path) from None
     key = "lat_comp" if "lat_comp" in arrays else "act_comp" if "act_comp" in arrays else None
     if key is None:
         raise DirectionError(f"no 'lat_comp' or 'act_comp' array (found {sorted(arrays)}); not a GANSpace file",
@@ -380,14 +383,21 @@ def load_ganspace_npz(path: str | Path, *, w_dim: int, num_ws: int | None = None
     if per != w_dim:
         raise DirectionError(f"each component has {per} values (shape {list(comp.shape)}) but the loaded "
                              f"generator's W has w_dim={w_dim}; the file was made for a different model", path=path)
-    comp = comp.reshape(comp.shape[0], -1)
-    stdev = arrays.get("lat_stdev" if key == "lat_comp" else "act_stdev")
-    stdev = None if stdev is None else np.asarray(stdev, dtype=np.float64).reshape(-1)
-    names = arrays.get("names")
-    spans = arrays.get("layers")
+    if comp.shape[0] == 0:
+        raise DirectionError(f"'{key}' holds no components", path=path)
+    comp = comp.reshape(comp.shape[0], per)
+    try:
+        stdev = arrays.get("lat_stdev" if key == "lat_comp" else "act_stdev")
+        stdev = None if stdev is None else np.asarray(stdev, dtype=np.float64).reshape(-1)
+        names = arrays.get("names")
+        names = None if names is None else [str(n) for n in np.asarray(names).reshape(-1)]
+        spans = arrays.get("layers")
+        spans = None if spans is None else np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    except (TypeError, ValueError, OverflowError) as e:  # names / layers / stdev of the wrong dtype or shape
+        raise DirectionError(f"malformed 'names', 'layers' or stdev array ({e})", path=path) from None
     out = []
     for i, c in enumerate(comp):
-        name = str(names[i]) if names is not None and i < len(names) else f"{prefix}{i}"
+        name = names[i] if names is not None and i < len(names) else f"{prefix}{i}"
         span = layers
         if span is None and spans is not None and i < len(spans) and spans[i][0] >= 0:
             span = (int(spans[i][0]), int(spans[i][1]))
@@ -401,6 +411,21 @@ def load_ganspace_npz(path: str | Path, *, w_dim: int, num_ws: int | None = None
             d.check_fits(w_dim, num_ws)
         out.append(d)
     return out
+
+
+def _check_unpacked_size(path: Path) -> None:
+    """Refuse an .npz whose members unpack to more than MAX_DIRECTION_FILE_BYTES (a zip bomb);
+    what zipfile cannot parse is left to np.load to report."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(max(i.file_size, 0) for i in zf.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return
+    if total > MAX_DIRECTION_FILE_BYTES:
+        raise DirectionError(f"the archive unpacks to {total / 2**20:.0f} MiB, implausibly large for direction "
+                             "components", path=path)
 
 
 def save_ganspace_npz(directions: Sequence[Direction], path: str | Path, *, mean: np.ndarray | None = None) -> Path:
@@ -469,8 +494,9 @@ def _pack_manifest(bundle_or_path) -> tuple[dict, Path | None]:
         man = json.loads(raw)
     except OSError as e:
         raise DirectionError(f"cannot read the pack's manifest ({e.strerror or e})", path=mpath) from None
-    except ValueError as e:
-        raise DirectionError(f"the pack's manifest is not valid JSON ({e})", path=mpath) from None
+    except (ValueError, RecursionError) as e:
+        raise DirectionError(f"the pack's manifest is not valid JSON ({type(e).__name__}: {str(e)[:200]})",
+                             path=mpath) from None
     if not isinstance(man, dict):
         raise DirectionError("the pack's manifest is not a JSON object", path=mpath)
     return man, mpath.parent
@@ -542,7 +568,7 @@ def load_pack_directions(bundle_or_path) -> list[Direction]:
         try:
             layers = None if layers is None else (int(layers[0]), int(layers[1]))
             rng = (float(rng[0]), float(rng[1]))
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError):
             raise DirectionError(f"direction {key!r}: layers / range must be [start, stop] / [lo, hi]", path=root) from None
         if not rng[0] < rng[1]:
             raise DirectionError(f"direction {key!r}: empty range {list(rng)}", path=root)

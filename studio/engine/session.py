@@ -23,18 +23,19 @@ import json
 import logging
 import math
 import zipfile
+import zlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from studio import __version__
 from studio.core.directions import Direction
 from studio.core.errors import DirectionError, ProjectError, StudioError
 from studio.core.fileio import atomic_write_bytes
 from studio.core.latent import GROUPS, apply_direction, as_wplus, truncate_rows
+from studio.core.lazy import torch
 from studio.engine.mixing import StyleMixer, _check_per_layer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 PROJECT_FORMAT = "stylestudio-project"
 PROJECT_VERSION = 1
 PROJECT_SUFFIX = ".stylestudio"
+#: Largest member of a project zip (its arrays are a few kB; more means damage or a zip bomb).
+MAX_PROJECT_MEMBER_BYTES = 64 << 20
 
 # ----------------------------------------------------------------------------
 # Model identity
@@ -654,22 +657,28 @@ class EditSession:
                 names = set(zf.namelist())
                 if "project.json" not in names:
                     raise ProjectError("not a StyleStudio project (no project.json inside)", path=path)
+                if any(i.file_size > MAX_PROJECT_MEMBER_BYTES for i in zf.infolist()):
+                    raise ProjectError("a member of the project is implausibly large (damaged file?)", path=path)
                 meta = json.loads(zf.read("project.json"))
                 arrays = {n[:-4]: _read_npy(zf, n, path) for n in names if n.endswith(".npy")}
+        except ProjectError:
+            raise
         except FileNotFoundError:
             raise ProjectError("no such file", path=path) from None
         except zipfile.BadZipFile:
             raise ProjectError("not a StyleStudio project (not a zip archive; truncated?)", path=path) from None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ProjectError(f"cannot read the project: {e}", path=path) from None
+        except (OSError, ValueError, RecursionError, EOFError, RuntimeError, NotImplementedError, zlib.error) as e:
+            # JSON errors, encrypted members, unknown compression methods, corrupt deflate data
+            raise ProjectError(f"cannot read the project: {type(e).__name__}: {str(e)[:200]}", path=path) from None
         return cls._from_parts(meta, arrays, model=model, path=path)
 
     @classmethod
     def _from_parts(cls, meta: dict, arrays: dict, *, model: ModelIdentity | None, path) -> EditSession:
         if not isinstance(meta, dict) or meta.get("format") != PROJECT_FORMAT:
             raise ProjectError("not a StyleStudio project (wrong format tag)", path=path)
-        if int(meta.get("version", 0)) > PROJECT_VERSION:
-            raise ProjectError(f"made by a newer StyleStudio (project version {meta['version']}); update to open it",
+        version = meta.get("version", 0)
+        if not isinstance(version, int) or version > PROJECT_VERSION:
+            raise ProjectError(f"made by a newer StyleStudio (project version {version!r}); update to open it",
                                path=path)
         try:
             num_ws, w_dim = int(meta["num_ws"]), int(meta["w_dim"])
@@ -679,7 +688,10 @@ class EditSession:
             source = arrays.get("source")
             if source is None or source.shape != (num_ws, w_dim):
                 raise ProjectError(f"source.npy missing or not [{num_ws}, {w_dim}]", path=path)
-            sess = cls(source, w_avg=arrays.get("w_avg"), model=model or recorded, num_ws=num_ws)
+            w_avg = arrays.get("w_avg")
+            if w_avg is not None and w_avg.shape != (w_dim,):
+                raise ProjectError(f"w_avg.npy is not [{w_dim}]", path=path)
+            sess = cls(source, w_avg=w_avg, model=model or recorded, num_ws=num_ws)
             st = sess.state
             st.source = np.ascontiguousarray(source, dtype=np.float32)   # exact bytes, no reshaping copy games
             mix = meta.get("mix") or {}
@@ -703,7 +715,7 @@ class EditSession:
                 raise ProjectError("the project uses truncation but stores no w_avg", path=path)
         except ProjectError:
             raise
-        except (KeyError, TypeError, ValueError, StudioError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, StudioError) as e:
             raise ProjectError(f"the project is damaged or inconsistent: {e}", path=path) from None
         return sess
 
@@ -711,8 +723,11 @@ class EditSession:
 def _read_npy(zf: zipfile.ZipFile, name: str, path) -> np.ndarray:
     try:
         a = np.load(io.BytesIO(zf.read(name)), allow_pickle=False)
-    except ValueError as e:
-        raise ProjectError(f"{name} is not a plain numeric array ({e})", path=path) from None
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError):
+        raise  # the archive's fault: reported by EditSession.load
+    except Exception as e:  # noqa: BLE001 - numpy's parser raises ValueError, EOFError, SyntaxError, MemoryError, ...
+        raise ProjectError(f"{name} is not a plain numeric array ({type(e).__name__}: {str(e)[:200]})",
+                           path=path) from None
     if a.dtype != np.float32:
         raise ProjectError(f"{name} is {a.dtype}, expected float32", path=path)
     return a
