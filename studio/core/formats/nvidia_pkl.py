@@ -253,7 +253,8 @@ def load_nvidia_state(path, net: torch.nn.Module, src: dict[str, torch.Tensor], 
     for key, t in src.items():
         if key.endswith("resample_filter"):
             if t.shape != ref_filter.shape or not torch.allclose(t.float(), ref_filter, atol=1e-7):
-                raise CheckpointError(path, f"{what}.{key}: unexpected FIR filter {t.tolist()}")
+                shown = t.tolist() if t.numel() <= 16 else f"of shape {list(t.shape)}"  # never list 2**31 values
+                raise CheckpointError(path, f"{what}.{key}: unexpected FIR filter {shown}")
             continue
         if key not in ours:
             raise CheckpointError(path, f"{what}: unexpected tensor {key} {list(t.shape)}")

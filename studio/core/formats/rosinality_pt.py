@@ -115,7 +115,8 @@ def generator_from_rosinality(state: Mapping[str, torch.Tensor], *, path=None,
             raise CheckpointError(path, f"{what}.{key} is not a tensor")
         if _KERNEL_KEY.match(key):
             if tuple(t.shape) != (4, 4) or not torch.allclose(t.float(), kernel, atol=1e-6):
-                raise CheckpointError(path, f"{what}.{key}: unsupported blur kernel {t.tolist()}")
+                shown = t.tolist() if t.numel() <= 16 else f"of shape {list(t.shape)}"  # never list 2**31 values
+                raise CheckpointError(path, f"{what}.{key}: unsupported blur kernel {shown}")
             continue
         if key not in table:
             raise CheckpointError(path, f"{what}: unexpected tensor {key} {list(t.shape)}")
