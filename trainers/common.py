@@ -283,3 +283,34 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    """The run-control flags every trainer shares (a resumed run may change these)."""
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--threads", type=int, help="CPU threads per process (0: all)")
+    ap.add_argument("--log-every", type=int)
+    ap.add_argument("--snapshot-every", type=int, help="steps between snapshots (0: only at the end)")
+    ap.add_argument("--max-steps", type=int, help="stop (with a snapshot) at this step")
+    ap.add_argument("--resume", help="run directory to continue (its config is used)")
+    ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    ap.add_argument("--no-tqdm", action="store_true")
+
+
+def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) -> Any:
+    """``--resume RUN_DIR``: the run's config (``config.json``'s ``train``) as ``config_cls``, with
+    the flags named in ``overrides`` that were given on this command line applied on top."""
+    cfg_path = Path(args.resume) / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"--resume: {args.resume} is not a run directory (no config.json)")
+    try:
+        cfg = config_cls(**json.loads(cfg_path.read_text())["train"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"--resume: {cfg_path} is not a {what} run config ({e})") from None
+    for name in overrides:
+        v = getattr(args, name, None)
+        if v is not None:
+            setattr(cfg, name, v)
+    return cfg
+

@@ -61,10 +61,12 @@ from trainers.common import (
     StopFlag,
     TensorBoard,
     UserError,
+    add_run_args,
     all_reduce_mean,
     atomic_torch_save,
     atomic_write_bytes,
     barrier,
+    config_from_run,
     init_distributed,
     is_distributed,
     is_main,
@@ -180,28 +182,11 @@ def parse_args(argv=None) -> tuple[CRGConfig, argparse.Namespace]:
     ap.add_argument("--val-samples", type=int, help=f"validation set size (default {d.val_samples})")
     ap.add_argument("--lr-patience", type=int, help=f"halve lr after N evals without improvement ({d.lr_patience})")
     ap.add_argument("--stop-patience", type=int, help=f"stop after N evals without improvement ({d.stop_patience})")
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    ap.add_argument("--threads", type=int, help="CPU threads per process (0: all)")
-    ap.add_argument("--log-every", type=int)
-    ap.add_argument("--snapshot-every", type=int, help="steps between snapshots (0: only at the end)")
-    ap.add_argument("--max-steps", type=int, help="stop (with a snapshot) at this step")
-    ap.add_argument("--resume", help="run directory to continue (its config is used)")
-    ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    ap.add_argument("--no-tqdm", action="store_true")
+    add_run_args(ap)
     args = ap.parse_args(argv)
     if args.resume:
-        cfg_path = Path(args.resume) / "config.json"
-        if not cfg_path.is_file():
-            raise UserError(f"--resume: {args.resume} is not a run directory (no config.json)")
-        try:
-            cfg = CRGConfig(**json.loads(cfg_path.read_text())["train"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"--resume: {cfg_path} is not a CRG run config ({e})") from None
-        for name in ("steps", "max_steps", "threads", "device", "log_every", "snapshot_every"):
-            if getattr(args, name) is not None:
-                setattr(cfg, name, getattr(args, name))
-        return cfg, args
+        return config_from_run(args, CRGConfig, "CRG", ("steps", "max_steps", "threads", "device", "log_every",
+                                                        "snapshot_every")), args
     cfg = CRGConfig()
     if args.size:
         cfg.size = args.size

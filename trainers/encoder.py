@@ -98,7 +98,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import json
 import logging
 import math
 import os
@@ -124,6 +123,7 @@ from trainers.common import (
     atomic_torch_save,
     atomic_write_bytes,
     barrier,
+    config_from_run,
     field_converter,
     init_distributed,
     is_distributed,
@@ -210,15 +210,7 @@ def parse_args(argv=None) -> tuple[EncoderTrainConfig, argparse.Namespace]:
                         metavar="BOOL" if str(f.type) == "bool" else None)
     args = ap.parse_args(argv)
     if args.resume:
-        cfg_path = Path(args.resume) / "config.json"
-        if not cfg_path.is_file():
-            raise UserError(f"--resume: {args.resume} is not a run directory (no config.json)")
-        cfg = EncoderTrainConfig(**json.loads(cfg_path.read_text())["train"])
-        for name in RESUME_OVERRIDES:
-            v = getattr(args, name, None)
-            if v is not None:
-                setattr(cfg, name, v)
-        return cfg, args
+        return config_from_run(args, EncoderTrainConfig, "encoder", RESUME_OVERRIDES), args
     cfg = EncoderTrainConfig()
     for f in dataclasses.fields(EncoderTrainConfig):
         v = getattr(args, f.name, None)

@@ -43,6 +43,7 @@ from trainers.common import (
     atomic_torch_save,
     atomic_write_bytes,
     barrier,
+    config_from_run,
     field_converter,
     init_distributed,
     is_distributed,
@@ -162,16 +163,9 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
             cfg.data = args.data
         return cfg, args
     if args.resume:
-        cfg_path = Path(args.resume) / "config.json"
-        if not cfg_path.is_file():
-            raise UserError(f"--resume: {args.resume} is not a run directory (no config.json)")
-        cfg = TrainConfig(**json.loads(cfg_path.read_text())["train"])
-        for name in ("kimg", "max_steps", "threads", "device", "metrics_every_kimg", "snapshot_every_kimg",
-                     "log_every", "sample_every_kimg"):
-            v = getattr(args, name, None)
-            if v is not None:
-                setattr(cfg, name, v)
-        return cfg, args
+        return config_from_run(args, TrainConfig, "generator", (
+            "kimg", "max_steps", "threads", "device", "metrics_every_kimg", "snapshot_every_kimg", "log_every",
+            "sample_every_kimg")), args
     cfg = TrainConfig(cfg=args.cfg, **PRESETS[args.cfg])
     if args.data:
         cfg.data = args.data
