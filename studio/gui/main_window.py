@@ -52,7 +52,13 @@ from studio.engine.session import AppliedDirection, EditSession
 from studio.gui.compat import install_none_guard
 from studio.gui.jobs import QtJobs
 from studio.gui.panels import FastMixDialog, MixingPanel
-from studio.gui.widgets import DirectionSlider, FacePickerDialog, ImageView, to_qimage
+from studio.gui.widgets import (
+    DirectionSlider,
+    FacePickerDialog,
+    ImageView,
+    open_message_box,
+    to_qimage,
+)
 
 if TYPE_CHECKING:  # the renderer imports PyTorch: loaded with the first model, after the window shows
     from studio.engine.renderer import Renderer, RenderWorker
@@ -391,12 +397,7 @@ class MainWindow(QMainWindow):
     def show_message(self, kind: str, title: str, text: str) -> None:
         """A non-blocking message box; ``kind`` is 'error', 'warning' or 'info'."""
         self.messages.append((kind, title, text))
-        icon = {"error": QMessageBox.Icon.Critical, "warning": QMessageBox.Icon.Warning}.get(
-            kind, QMessageBox.Icon.Information)
-        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.open()
+        open_message_box(self, kind, title, text)
         self.message_shown.emit(kind, title, text)
 
     def show_error(self, title: str, exc: BaseException) -> None:

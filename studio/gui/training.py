@@ -24,7 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QProcess, QProcessEnvironment, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QProcess,
+    QProcessEnvironment,
+    QRectF,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -40,7 +48,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
-    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -57,6 +64,7 @@ from PySide6.QtWidgets import (
 
 from studio.engine import training as tr
 from studio.gui.compat import install_none_guard
+from studio.gui.widgets import open_message_box
 
 log = logging.getLogger(__name__)
 
@@ -518,12 +526,7 @@ class TrainingWindow(QMainWindow):
 
     def show_message(self, kind: str, title: str, text: str) -> None:
         self.messages.append((kind, title, text))
-        icon = {"error": QMessageBox.Icon.Critical, "warning": QMessageBox.Icon.Warning}.get(
-            kind, QMessageBox.Icon.Information)
-        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.open()
+        open_message_box(self, kind, title, text)
         self.message_shown.emit(kind, title, text)
 
     def append_log(self, text: str) -> None:

@@ -247,3 +247,16 @@ class FacePickerDialog(QDialog):
     def _pick(self, i: int) -> None:
         self.chosen = i
         self.accept()
+
+
+def open_message_box(parent, kind: str, title: str, text: str) -> None:
+    """A non-blocking, window-modal message box; ``kind`` is 'error', 'warning' or 'info'."""
+    from PySide6.QtWidgets import QMessageBox
+
+    icon = {"error": QMessageBox.Icon.Critical, "warning": QMessageBox.Icon.Warning}.get(
+        kind, QMessageBox.Icon.Information)
+    box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, parent)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.setWindowModality(Qt.WindowModality.WindowModal)
+    box.open()
+
