@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -509,7 +510,9 @@ class Trainer:
                 held = load_images(self.cfg.data, self.cfg.resolution, split="heldout",
                                    heldout_fraction=self.cfg.heldout_fraction, cache_dir=self.cfg.data_cache)
                 n = min(self.cfg.fd_samples, len(held))
-                self.fd = FDEvaluator(held.batch(range(n)), device=self.device, weights_dir=self.cfg.lpips_dir)
+                # spread over the name-sorted list: UTKFace names start with the age, the first n are children
+                idx = np.unique(np.linspace(0, len(held) - 1, n).round().astype(np.int64))
+                self.fd = FDEvaluator(held.batch(idx), device=self.device, weights_dir=self.cfg.lpips_dir)
             out.update(self.fd(self.G_ema))
         if self.cfg.ppl_samples > 0:
             from studio.core.lpips import LPIPS
