@@ -16,6 +16,13 @@ for pair in libEGL.so.1:libegl1 libGL.so.1:libgl1 libxkbcommon.so.0:libxkbcommon
             libfontconfig.so.1:libfontconfig1 libdbus-1.so.3:libdbus-1-3 libglib-2.0.so.0:libglib2.0-0; do
   have_lib "${pair%%:*}" || pkgs+=("${pair##*:}")
 done
+# Qt 6's X11 (xcb) platform plugin, for a window on an X11 desktop (tests use the offscreen one).
+if [ -z "$extras" ]; then
+  for pair in libxcb-cursor.so.0:libxcb-cursor0 libxcb-icccm.so.4:libxcb-icccm4 libxcb-keysyms.so.1:libxcb-keysyms1 \
+              libxkbcommon-x11.so.0:libxkbcommon-x11-0 libxcb-shape.so.0:libxcb-shape0; do
+    have_lib "${pair%%:*}" || pkgs+=("${pair##*:}")
+  done
+fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "installing system packages: ${pkgs[*]}"
