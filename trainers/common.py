@@ -314,3 +314,29 @@ def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) 
             setattr(cfg, name, v)
     return cfg
 
+
+def stop_reason(step: int, max_steps: int | None, stop, should_stop) -> str | None:
+    """Why a training loop must end before this step, or None: ``'max_steps'``, a signal
+    (``stop`` is the :class:`StopFlag`) or ``should_stop()`` (e.g. the GUI). Under DDP every rank
+    gets the same answer, so all leave at the same step."""
+    if max_steps is not None and step >= max_steps:
+        return "max_steps"
+    want = bool(stop) or bool(should_stop())
+    if is_distributed():
+        want = all_reduce_mean(torch.tensor(float(want))).item() > 0
+    if want:
+        return f"signal {stop.signal}" if stop.signal else "stopped"
+    return None
+
+
+def rotate_snapshot(run_dir: Path, resume_state: dict, save_network, prefix: str, step: int, keep: int) -> Path:
+    """Write ``resume.pt`` and ``snapshots/{prefix}-{step:08d}.safetensors`` (via ``save_network(path)``),
+    keeping the newest ``keep`` (at least 1) network files."""
+    atomic_torch_save(run_dir / "resume.pt", resume_state)
+    snap = run_dir / "snapshots" / f"{prefix}-{step:08d}.safetensors"
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    save_network(snap)
+    for old in sorted(snap.parent.glob(f"{prefix}-*.safetensors"))[:-max(int(keep), 1)]:
+        old.unlink(missing_ok=True)
+    return snap
+

@@ -72,6 +72,8 @@ from trainers.common import (
     is_main,
     peak_rss_mb,
     rank,
+    rotate_snapshot,
+    stop_reason,
     trainer_main,
     world_size,
 )
@@ -488,11 +490,8 @@ class CRGTrainer:
         if not self._writes or self._last_snap_step == self.step:
             return
         self._last_snap_step = self.step
-        atomic_torch_save(self.run_dir / "resume.pt", self._resume_state())
-        self._save_network(self.run_dir / "snapshots" / f"network-{self.step:08d}.safetensors")
-        snaps = sorted((self.run_dir / "snapshots").glob("network-*.safetensors"))
-        for old in snaps[:-max(self.cfg.keep_snapshots, 1)]:
-            old.unlink(missing_ok=True)
+        rotate_snapshot(self.run_dir, self._resume_state(), self._save_network, "network", self.step,
+                        self.cfg.keep_snapshots)
         log.info("snapshot at step %d (%s)", self.step, reason)
 
     # -- main loop -------------------------------------------------------------------------------
@@ -515,14 +514,9 @@ class CRGTrainer:
             reason = "early_stop"  # resumed after it had already stopped
         t_last, step_last = time.time(), self.step
         while reason == "done" and self.step < cfg.steps:
-            if cfg.max_steps is not None and self.step >= cfg.max_steps:
-                reason = "max_steps"
-                break
-            want_stop = bool(stop) or bool(self.should_stop())
-            if is_distributed():  # every rank must leave at the same step
-                want_stop = all_reduce_mean(torch.tensor(float(want_stop))).item() > 0
-            if want_stop:
-                reason = f"signal {stop.signal}" if stop.signal else "stopped"
+            ended = stop_reason(self.step, cfg.max_steps, stop, self.should_stop)
+            if ended is not None:
+                reason = ended
                 break
             stats = self.train_step()
             if bar is not None:

@@ -71,6 +71,8 @@ from trainers.common import (
     is_main,
     peak_rss_mb,
     rank,
+    rotate_snapshot,
+    stop_reason,
     trainer_main,
     world_size,
 )
@@ -566,11 +568,8 @@ class DistillTrainer:
         if not self._writes or self._last_snap_step == self.step:
             return
         self._last_snap_step = self.step
-        atomic_torch_save(self.run_dir / "resume.pt", self._resume_state())
-        self._save_student(self.run_dir / "snapshots" / f"student-{self.step:08d}.safetensors")
-        snaps = sorted((self.run_dir / "snapshots").glob("student-*.safetensors"))
-        for old in snaps[:-max(self.cfg.keep_snapshots, 1)]:
-            old.unlink(missing_ok=True)
+        rotate_snapshot(self.run_dir, self._resume_state(), self._save_student, "student", self.step,
+                        self.cfg.keep_snapshots)
         log.info("snapshot at step %d (%s)", self.step, reason)
 
     # -- main loop -------------------------------------------------------------------------------
@@ -591,14 +590,9 @@ class DistillTrainer:
         reason = "done"
         t_last, step_last = time.time(), self.step
         while self.step < cfg.steps:
-            if cfg.max_steps is not None and self.step >= cfg.max_steps:
-                reason = "max_steps"
-                break
-            want_stop = bool(stop) or bool(self.should_stop())
-            if is_distributed():
-                want_stop = all_reduce_mean(torch.tensor(float(want_stop))).item() > 0
-            if want_stop:
-                reason = f"signal {stop.signal}" if stop.signal else "stopped"
+            ended = stop_reason(self.step, cfg.max_steps, stop, self.should_stop)
+            if ended is not None:
+                reason = ended
                 break
             stats = self.train_step()
             if bar is not None:

@@ -130,6 +130,7 @@ from trainers.common import (
     is_main,
     peak_rss_mb,
     rank,
+    stop_reason,
     trainer_main,
     world_size,
 )
@@ -826,14 +827,9 @@ class Trainer:
         t_last, step_last = time.time(), self.step
         reason = "done"
         while self.step < cfg.steps:
-            if cfg.max_steps is not None and self.step >= cfg.max_steps:
-                reason = "max_steps"
-                break
-            want_stop = bool(stop) or bool(self.should_stop())
-            if is_distributed():
-                want_stop = all_reduce_mean(torch.tensor(float(want_stop))).item() > 0
-            if want_stop:
-                reason = f"signal {stop.signal}" if stop.signal else "stopped"
+            ended = stop_reason(self.step, cfg.max_steps, stop, self.should_stop)
+            if ended is not None:
+                reason = ended
                 break
             stats = self.train_step()
             for k, v in stats.items():
