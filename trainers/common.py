@@ -315,6 +315,15 @@ def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) 
     return cfg
 
 
+def linear_decay_lr(lr: float, step: int, steps: int, decay_fraction: float) -> float:
+    """Constant ``lr``, then linear decay to 0 over the last ``decay_fraction`` of ``steps`` (pix2pixHD's
+    schedule; the end of a fixed budget gains most from it)."""
+    decay_start = steps * (1 - decay_fraction)
+    if step < decay_start or decay_fraction <= 0:
+        return lr
+    return lr * max(0.0, (steps - step) / max(steps - decay_start, 1e-9))
+
+
 def stop_reason(step: int, max_steps: int | None, stop, should_stop) -> str | None:
     """Why a training loop must end before this step, or None: ``'max_steps'``, a signal
     (``stop`` is the :class:`StopFlag`) or ``should_stop()`` (e.g. the GUI). Under DDP every rank

@@ -69,6 +69,7 @@ from trainers.common import (
     init_distributed,
     is_distributed,
     is_main,
+    linear_decay_lr,
     peak_rss_mb,
     rank,
     rotate_snapshot,
@@ -164,10 +165,7 @@ def validate(cfg: DistillConfig) -> None:
 
 def get_lr(step: int, cfg: DistillConfig) -> float:
     """Constant ``lr``, then linear decay to 0 over the last ``decay_fraction`` of ``steps`` (pix2pixHD)."""
-    decay_start = cfg.steps * (1 - cfg.decay_fraction)
-    if step < decay_start or cfg.decay_fraction == 0:
-        return cfg.lr
-    return cfg.lr * max(0.0, (cfg.steps - step) / max(cfg.steps - decay_start, 1e-9))
+    return linear_decay_lr(cfg.lr, step, cfg.steps, cfg.decay_fraction)
 
 
 def parse_args(argv=None) -> tuple[DistillConfig, argparse.Namespace]:

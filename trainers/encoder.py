@@ -17,6 +17,12 @@ held-out split by file name as in :mod:`trainers.data`) and/or ``--synthetic-fra
 batch rendered as G(z) with random noise (default 0 with ``--data``, 1 without). Targets and
 reconstructions are compared at the encoder's input size (the pipeline's ``face_pool``), as pSp does.
 
+Optimisation: Adam at ``--lr``, constant, or decaying linearly to 0 over the last
+``--decay-fraction`` of ``--steps``. ``--init MODEL`` starts from another encoder's weights (a run's
+``best.safetensors`` or snapshot of the same ``--arch`` / ``--size``; for e2style the file may have
+fewer stages, the rest start as identities) with a fresh optimizer, e.g. to continue the pack's
+encoder under a new schedule.
+
 Losses (weights are flags ``--lambda-*``):
 
 * ``l2`` = MSE(recon, x) (1.0), ``lpips`` = LPIPS (0.8; VGG, or ``--lpips-net alex`` as pSp / e4e
@@ -128,6 +134,7 @@ from trainers.common import (
     init_distributed,
     is_distributed,
     is_main,
+    linear_decay_lr,
     peak_rss_mb,
     rank,
     stop_reason,
@@ -162,6 +169,8 @@ class EncoderTrainConfig:
     steps: int = 20000                       # training length
     max_steps: int | None = None             # stop this invocation at this step (tests); resumable
     lr: float = 1e-4                         # Adam (pSp / e4e / E2Style use 1e-4)
+    decay_fraction: float = 0.0              # linear lr decay to 0 over this last fraction of --steps (0: constant)
+    init: str | None = None                  # start from this encoder's weights (a model file of the same arch)
     lambda_l2: float = 1.0
     lambda_lpips: float = 0.8
     lpips_net: str = "vgg"                   # training-loss LPIPS: 'vgg' | 'alex' (pSp's choice, far cheaper)
@@ -196,7 +205,7 @@ class EncoderTrainConfig:
 
 
 # Flags a resumed run may change; everything else comes from its config.json.
-RESUME_OVERRIDES = ("steps", "max_steps", "threads", "device", "log_every", "eval_every", "snapshot_every",
+RESUME_OVERRIDES = ("steps", "max_steps", "decay_fraction", "threads", "device", "log_every", "eval_every", "snapshot_every",
                     "keep_snapshots", "data_cache", "lpips_dir")
 
 
@@ -278,6 +287,8 @@ def validate(cfg: EncoderTrainConfig) -> None:
             raise UserError("--abort-signal heldout needs evaluations: set --eval-every > 0")
     if cfg.progressive_every < 1:
         raise UserError("--progressive-every must be at least 1")
+    if not 0.0 <= cfg.decay_fraction <= 1.0:
+        raise UserError(f"--decay-fraction must be in [0, 1], got {cfg.decay_fraction}")
     for name in ("lambda_l2", "lambda_lpips", "lambda_id", "lambda_w_norm", "lambda_delta", "lambda_att", "lr"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must not be negative")
@@ -507,6 +518,8 @@ class Trainer:
         self._lpips: dict[str, nn.Module] = {}
         self.model = TrainEncoder(cfg, self.pipeline, self.lpips(cfg.lpips_net) if cfg.lambda_lpips > 0 else None,
                                   self.identity_loss() if cfg.lambda_id > 0 else None)
+        if cfg.init and resume_from is None:
+            self._load_init(Path(cfg.init))
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr)
 
         self.abortor = None
@@ -667,6 +680,9 @@ class Trainer:
             if self._deltas >= 0:
                 self.metrics.write(event="progressive", step=self.step, deltas=n)
             self._deltas = n
+        lr = linear_decay_lr(cfg.lr, self.step, cfg.steps, cfg.decay_fraction)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         x = self._batch()
         loss, stats = self._train_module()(x, n)
         self.opt.zero_grad(set_to_none=True)
@@ -704,6 +720,35 @@ class Trainer:
             "stream": self.stream.state_dict() if self.stream is not None else None,
             "best_lpips": self.best_lpips,
         }
+
+    def _load_init(self, path: Path) -> None:
+        """``--init``: the encoder weights of another model file (a run's best.safetensors or snapshot, a
+        pack's encoder); same architecture and shapes. E2Style stages the file lacks keep their fresh
+        initialisation (refinement heads at zero), so a 1-stage encoder can seed an N-stage run."""
+        from studio.core.errors import StudioError
+
+        try:
+            src = load_checkpoint(path)
+        except (StudioError, OSError) as e:
+            raise UserError(f"--init: {e}") from None
+        pipe = src.encoder
+        if pipe is None or pipe.config.kind != self.cfg.arch:
+            got = "no encoder" if pipe is None else f"an encoder of kind {pipe.config.kind!r}"
+            raise UserError(f"--init: {path} holds {got}; give a model file with a {self.cfg.arch} encoder")
+        mine, theirs = self.encoder.state_dict(), pipe.encoder.state_dict()
+        extra = sorted(set(theirs) - set(mine))
+        bad = sorted(k for k in theirs if k in mine and theirs[k].shape != mine[k].shape)
+        missing = sorted(set(mine) - set(theirs))
+        stage_keys = self.cfg.arch == "e2style" and all(k.startswith("stages.") and not k.startswith("stages.0.")
+                                                        for k in missing)
+        if extra or bad or (missing and not stage_keys):
+            what = bad[:3] or extra[:3] or missing[:3]
+            raise UserError(f"--init: {path}'s encoder does not fit this one (--size/--width/--depth/--stages "
+                            f"must match the generator's rows and the file's network; first differences: "
+                            f"{', '.join(what)})")
+        self.encoder.load_state_dict({**mine, **{k: v.to(mine[k].dtype) for k, v in theirs.items()}})
+        log.info("initialised the encoder from %s (%d tensors%s)", path, len(theirs),
+                 f"; {len(missing)} of later stages fresh" if missing else "")
 
     def _load_resume(self, path: Path) -> None:
         st = safe_torch_load(path)

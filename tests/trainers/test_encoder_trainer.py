@@ -244,6 +244,45 @@ def test_resume_is_bit_exact(tiny_g, data_dir, tmp_path):
     assert torch.equal(full.gen.get_state(), second.gen.get_state())
 
 
+def test_init_from_another_run_and_the_lr_decay(tiny_g, tmp_path):
+    """--init copies a trained encoder's weights (a 1-stage E2Style seeds stage 1 of a 2-stage one, whose
+    refinement starts as the identity); --decay-fraction ends the run at lr 0; a wrong file is refused."""
+    run1 = tmp_path / "run1"
+    run1.mkdir()
+    first = Trainer(tiny_cfg(tiny_g, arch="e2style", stages=1, steps=3, snapshot_every=3), run1, tqdm_bar=False)
+    first.run()
+    snap = run1 / "snapshots" / "encoder-0000003.safetensors"
+    trained = state(first.encoder.stages[0])
+
+    cfg = tiny_cfg(tiny_g, arch="e2style", stages=2, steps=8, decay_fraction=0.5, init=str(snap), abort="off")
+    t = Trainer(cfg, None, tqdm_bar=False)
+    assert same(state(t.encoder.stages[0]), trained)
+    fresh = Trainer(tiny_cfg(tiny_g, arch="e2style", stages=2, abort="off"), None, tqdm_bar=False)
+    assert same(state(t.encoder.stages[1]), state(fresh.encoder.stages[1]))
+    x = t._eval_batch()
+    with torch.no_grad():
+        t.encoder.eval()
+        t.encoder.set_active_stages(1)
+        one = t.pipeline(x)[1]
+        t.encoder.set_active_stages(2)
+        two = t.pipeline(x)[1]
+    assert torch.allclose(one, two)  # the new stage adds a zero residual
+    t.encoder.train()
+    lrs = []
+    for _ in range(8):
+        t.train_step()
+        lrs.append(t.opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4])  # steps 0-3 constant, then linear to 0
+    assert not same(state(t.encoder.stages[0]), trained)
+
+    with pytest.raises(UserError, match="kind 'e2style'"):
+        Trainer(tiny_cfg(tiny_g, arch="psp", init=str(snap)), None, tqdm_bar=False)
+    with pytest.raises(UserError, match="does not fit"):
+        Trainer(tiny_cfg(tiny_g, arch="e2style", stages=1, width=16, init=str(snap)), None, tqdm_bar=False)
+    with pytest.raises(UserError, match="--init"):
+        Trainer(tiny_cfg(tiny_g, init=str(tmp_path / "missing.safetensors")), None, tqdm_bar=False)
+
+
 def test_abort_on_the_heldout_signal(tiny_g, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
