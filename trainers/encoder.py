@@ -19,7 +19,8 @@ reconstructions are compared at the encoder's input size (the pipeline's ``face_
 
 Optimisation: Adam at ``--lr``, constant, or decaying linearly to 0 over the last
 ``--decay-fraction`` of ``--steps``. ``--init MODEL`` starts from another encoder's weights (a run's
-``best.safetensors`` or snapshot of the same ``--arch`` / ``--size``; for e2style the file may have
+``best.safetensors`` or snapshot, or a model pack's encoder, of the same ``--arch`` / ``--size``; for
+e2style the file may have
 fewer stages, the rest start as identities) with a fresh optimizer, e.g. to continue the pack's
 encoder under a new schedule.
 
@@ -170,7 +171,7 @@ class EncoderTrainConfig:
     max_steps: int | None = None             # stop this invocation at this step (tests); resumable
     lr: float = 1e-4                         # Adam (pSp / e4e / E2Style use 1e-4)
     decay_fraction: float = 0.0              # linear lr decay to 0 over this last fraction of --steps (0: constant)
-    init: str | None = None                  # start from this encoder's weights (a model file of the same arch)
+    init: str | None = None                  # start from this encoder's weights (a model file or pack, same arch)
     lambda_l2: float = 1.0
     lambda_lpips: float = 0.8
     lpips_net: str = "vgg"                   # training-loss LPIPS: 'vgg' | 'alex' (pSp's choice, far cheaper)
@@ -732,6 +733,8 @@ class Trainer:
         except (StudioError, OSError) as e:
             raise UserError(f"--init: {e}") from None
         pipe = src.encoder
+        if pipe is None:  # a model pack: its encoder of this kind
+            pipe = (src.meta.get("encoders") or {}).get(self.cfg.arch)
         if pipe is None or pipe.config.kind != self.cfg.arch:
             got = "no encoder" if pipe is None else f"an encoder of kind {pipe.config.kind!r}"
             raise UserError(f"--init: {path} holds {got}; give a model file with a {self.cfg.arch} encoder")

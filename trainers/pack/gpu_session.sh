@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# One lent-GPU session (device `run`, ~10 minutes) spent on the pack generator. Prepare here first:
+# One lent-GPU session (device `run`, ~10 minutes) spent on the pack. Prepare here first:
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu
 #   .venv/bin/python -m trainers.pack.pack_data pack ../shared/data/utkface/images 64 .gpu/utk64.npz
 #   cp ../shared/data/lpips/alexnet_features_fp16.pth .gpu/      # the projected D's backbone
 # then run on the device (carry .gpu):  OUT=$OUT TRAIN_SEC=480 bash trainers/pack/gpu_session.sh
-# Two runs share the GPU (each alone is launch-bound at 64 px): A continues the compact snapshot in
-# git, B starts the wider preset. On SIGTERM each trainer snapshots; both come back as compact
-# files (split into <16 MB parts where needed: `cat F.part-* > F` to join) plus logs and grids.
+# Two runs share the GPU (each alone is launch-bound at 64 px):
+#   G: the pack generator (the compact snapshot in git, cpu64-wide) continued at a lower learning rate
+#      (FD flattened at the preset's rate; GPU_G_LR, default 0.001) - the FD-VGG16 bar;
+#   E: the pack's E2Style encoder continued on the GPU (--init resources/pack, batch 32, lr decaying
+#      to 0 over the second half of GPU_E_STEPS) - the encoder LPIPS bar.
+# On SIGTERM each trainer snapshots; both come back as compact files (split into <16 MB parts where
+# needed: `cat F.part-* > F` to join) plus logs and grids. GPU_SKIP_G=1 / GPU_SKIP_E=1 leave one out.
 set -uo pipefail
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu-out}; TRAIN_SEC=${TRAIN_SEC:-480}; DEV=${DEV:-cuda}; ROOT=${ROOT:-/tmp/runs}
@@ -21,42 +25,57 @@ common=(--data /tmp/utk/images --out "$ROOT" --kimg 100000 --batch 64 --metrics-
         --snapshot-every-kimg 40 --sample-every-kimg 20 --keep-snapshots 8 --log-every 100 --no-tqdm)
 t0=$(date +%s)
 
-train() {  # name, trainer args...: on the GPU; if that dies at once, on the CPU for the time left
-  local name=$1; shift
-  timeout -k 60 -s TERM "$TRAIN_SEC" $PY -m trainers.stylegan2 "$@" "${common[@]}" --device "$DEV" --threads 4 \
-    > "$ROOT/$name.log" 2>&1
+train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU for the time left
+  local name=$1 module=$2; shift 2
+  timeout -k 60 -s TERM "$TRAIN_SEC" $PY -m "$module" "$@" --device "$DEV" --threads 4 > "$ROOT/$name.log" 2>&1
   local rc=$? left=$(( TRAIN_SEC - ($(date +%s) - t0) ))
   echo "$name: exit $rc after $(( $(date +%s) - t0 )) s"
   if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$left" -gt 120 ]; then
     tail -n 30 "$ROOT/$name.log"
     echo "$name: falling back to the CPU for $left s"
     rm -rf "$ROOT"/*-"$name"
-    timeout -k 60 -s TERM "$left" $PY -m trainers.stylegan2 "$@" "${common[@]}" --device cpu --threads 7 \
-      >> "$ROOT/$name.log" 2>&1
+    timeout -k 60 -s TERM "$left" $PY -m "$module" "$@" --device cpu --threads 7 >> "$ROOT/$name.log" 2>&1
     echo "$name: cpu exit $?"
   fi
 }
 
-train pack-cpu64 --resume-compact trainers/pack/generator-resume.safetensors --desc pack-cpu64 &
-train pack-cpu64wide --cfg cpu64-wide --discriminator projected --desc pack-cpu64wide &
+if [ "${GPU_SKIP_G:-0}" != 1 ]; then
+  train pack-g-lowlr trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
+    --lr-g "${GPU_G_LR:-0.001}" --lr-d "${GPU_G_LR:-0.001}" --desc pack-g-lowlr "${common[@]}" &
+fi
+if [ "${GPU_SKIP_E:-0}" != 1 ]; then
+  train pack-e2style trainers.encoder --arch e2style --stages 1 --size light \
+    --model resources/pack --init resources/pack --data /tmp/utk/images --synthetic-fraction 0.25 \
+    --lpips-net alex --lr 3e-4 --decay-fraction 0.5 --batch 32 --steps "${GPU_E_STEPS:-6000}" \
+    --eval-every 250 --eval-batch 64 --snapshot-every 500 --log-every 50 --out "$ROOT" --desc pack-e2style --no-tqdm &
+fi
 wait
 
-collect() {  # name, prefix
+split_big() {  # file: <16 MB parts where needed
+  if [ "$(stat -c %s "$1")" -gt 16000000 ]; then
+    split -b 15000000 -d "$1" "$1.part-" && rm "$1"
+  fi
+}
+collect_g() {  # name, prefix
   local run; run=$(ls -d "$ROOT"/*-"$1" 2>/dev/null | tail -n 1)
   [ -n "$run" ] || { echo "$1: no run dir"; return; }
   grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 2
   $PY -m trainers.stylegan2 --export-compact "$run" "$OUT/$2.safetensors" || return
-  if [ "$(stat -c %s "$OUT/$2.safetensors")" -gt 16000000 ]; then
-    split -b 15000000 -d "$OUT/$2.safetensors" "$OUT/$2.safetensors.part-" && rm "$OUT/$2.safetensors"
-  fi
+  split_big "$OUT/$2.safetensors"
+  # a snapshot from about half-way, for the FD trend (G_ema, fp32)
+  mapfile -t snaps < <(ls "$run"/snapshots/network-*.safetensors 2>/dev/null)
+  [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/$2_mid.safetensors"
 }
-collect pack-cpu64 A_compact
-collect pack-cpu64wide B_compact
-# A's snapshot from about half-way, for the FD trend (G_ema, fp32)
-runA=$(ls -d "$ROOT"/*-pack-cpu64 2>/dev/null | tail -n 1)
-if [ -n "$runA" ]; then
-  mapfile -t snaps < <(ls "$runA"/snapshots/network-*.safetensors 2>/dev/null)
-  [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/A_mid.safetensors"
-fi
+collect_e() {  # name, prefix: the best encoder by held-out LPIPS (generator + encoder model file)
+  local run; run=$(ls -d "$ROOT"/*-"$1" 2>/dev/null | tail -n 1)
+  [ -n "$run" ] || { echo "$1: no run dir"; return; }
+  grep -h '"event": "eval"' "$run/metrics.jsonl" | tail -n 3
+  local f="$run/best.safetensors"
+  [ -f "$f" ] || f=$(ls "$run"/snapshots/encoder-*.safetensors 2>/dev/null | tail -n 1)  # killed before an eval
+  [ -n "$f" ] || return
+  cp "$f" "$OUT/$2.safetensors" && split_big "$OUT/$2.safetensors"
+}
+collect_g pack-g-lowlr G_compact
+collect_e pack-e2style E_best
 tar czf "$OUT/logs.tgz" -C "$ROOT" --exclude='*.pt' --exclude='*.safetensors' --exclude=tb . 2>/dev/null
 ls -la "$OUT"
