@@ -275,6 +275,19 @@ def test_init_from_another_run_and_the_lr_decay(tiny_g, tmp_path):
     assert lrs == pytest.approx([1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4])  # steps 0-3 constant, then linear to 0
     assert not same(state(t.encoder.stages[0]), trained)
 
+    # build_pack stores the encoder in float16 with what the trainer measured when it kept it
+    from trainers.pack.build_pack import add_encoder
+
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "manifest.json").write_text(json.dumps({"format": "stylestudio-model", "format_version": 1,
+                                                    "networks": {}, "num_ws": 8, "w_dim": 32, "resolution": 32}))
+    f = add_encoder(pack, "e2style", snap)
+    entry = json.loads((pack / "manifest.json").read_text())["encoders"]["e2style"]
+    assert f.name == entry["file"] == "encoder-e2style.safetensors"
+    assert entry["metrics"]["step"] == 3
+    assert entry["parameters"] == sum(p.numel() for p in first.encoder.parameters())
+
     with pytest.raises(UserError, match="kind 'e2style'"):
         Trainer(tiny_cfg(tiny_g, arch="psp", init=str(snap)), None, tqdm_bar=False)
     with pytest.raises(UserError, match="does not fit"):

@@ -69,8 +69,11 @@ def add_encoder(pack: Path, kind: str, checkpoint: Path, *, label: str | None = 
     man = json.loads(man_path.read_text())
     if b.generator is not None and (b.generator.num_ws, b.generator.w_dim) != (man["num_ws"], man["w_dim"]):
         raise SystemExit(f"{checkpoint}: encoder made for another generator")
+    prov = dict(b.meta.get("provenance") or {})
+    if metrics is None:  # what the trainer measured when it kept this model
+        metrics = {k: prov[k] for k in ("step", "kimg", "heldout_lpips") if k in prov}
     fpath = stylestudio_fmt.save_encoder(b.encoder, pack / f"encoder-{kind}.safetensors", half=True,
-                                         provenance=dict(b.meta.get("provenance") or {}))
+                                         provenance=prov)
     digest = hashlib.sha256(fpath.read_bytes()).hexdigest()
     man.setdefault("encoders", {})[kind] = {
         "file": fpath.name, "sha256": digest, "label": label or kind,
