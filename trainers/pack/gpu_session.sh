@@ -8,7 +8,8 @@
 #   G: the pack generator (the compact snapshot in git, cpu64-wide) continued at a lower learning rate
 #      (FD flattened at the preset's rate; GPU_G_LR, default 0.001) - the FD-VGG16 bar;
 #   E: the pack's E2Style encoder continued on the GPU (--init resources/pack, batch 32, VGG LPIPS as
-#      the bar measures, lr decaying to 0 over the second half of GPU_E_STEPS) - the encoder LPIPS bar.
+#      the bar measures, lr decaying to 0 over the second half of GPU_E_STEPS; pSp's w-norm
+#      GPU_E_WNORM keeps the codes editable: closer codes alone weakened the directions) - the LPIPS bar.
 # On SIGTERM each trainer snapshots; both come back as compact files (split into <16 MB parts where
 # needed: `cat F.part-* > F` to join) plus logs and grids. GPU_SKIP_G=1 / GPU_SKIP_E=1 leave one out.
 set -uo pipefail
@@ -46,7 +47,7 @@ fi
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   train pack-e2style trainers.encoder --arch e2style --stages 1 --size light \
     --model resources/pack --init resources/pack --data /tmp/utk/images --synthetic-fraction 0.25 \
-    --lpips-net vgg --lr 3e-4 --decay-fraction 0.5 --batch 32 --steps "${GPU_E_STEPS:-6000}" \
+    --lpips-net vgg --lambda-w-norm "${GPU_E_WNORM:-0.005}" --lr 3e-4 --decay-fraction 0.5 --batch 32 --steps "${GPU_E_STEPS:-6000}" \
     --eval-every 250 --eval-batch 64 --snapshot-every 500 --log-every 50 --out "$ROOT" --desc pack-e2style --no-tqdm &
 fi
 wait
