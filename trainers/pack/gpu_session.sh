@@ -9,7 +9,8 @@
 #      (FD flattened at the preset's rate; GPU_G_LR, default 0.001) - the FD-VGG16 bar;
 #   E: the pack's E2Style encoder continued on the GPU (--init resources/pack, batch 32, VGG LPIPS as
 #      the bar measures, lr decaying to 0 over the second half of GPU_E_STEPS; pSp's w-norm
-#      GPU_E_WNORM keeps the codes editable: closer codes alone weakened the directions) - the LPIPS bar.
+#      GPU_E_WNORM, untried, is meant to keep the codes editable: closer codes alone weakened the
+#      directions; measure both bars with bench_pack before shipping) - the LPIPS bar.
 # On SIGTERM each trainer snapshots; both come back as compact files (split into <16 MB parts where
 # needed: `cat F.part-* > F` to join) plus logs and grids. GPU_SKIP_G=1 / GPU_SKIP_E=1 leave one out.
 set -uo pipefail
