@@ -20,9 +20,8 @@ reconstructions are compared at the encoder's input size (the pipeline's ``face_
 Optimisation: Adam at ``--lr``, constant, or decaying linearly to 0 over the last
 ``--decay-fraction`` of ``--steps``. ``--init MODEL`` starts from another encoder's weights (a run's
 ``best.safetensors`` or snapshot, or a model pack's encoder, of the same ``--arch`` / ``--size``; for
-e2style the file may have
-fewer stages, the rest start as identities) with a fresh optimizer, e.g. to continue the pack's
-encoder under a new schedule.
+e2style the file may have fewer stages, the rest start as identities) with a fresh optimizer, e.g.
+to continue the pack's encoder under a new schedule or loss.
 
 Losses (weights are flags ``--lambda-*``):
 
@@ -206,8 +205,8 @@ class EncoderTrainConfig:
 
 
 # Flags a resumed run may change; everything else comes from its config.json.
-RESUME_OVERRIDES = ("steps", "max_steps", "decay_fraction", "threads", "device", "log_every", "eval_every", "snapshot_every",
-                    "keep_snapshots", "data_cache", "lpips_dir")
+RESUME_OVERRIDES = ("steps", "max_steps", "decay_fraction", "threads", "device", "log_every", "eval_every",
+                    "snapshot_every", "keep_snapshots", "data_cache", "lpips_dir")
 
 
 def parse_args(argv=None) -> tuple[EncoderTrainConfig, argparse.Namespace]:
