@@ -315,6 +315,25 @@ def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) 
     return cfg
 
 
+def init_trainer(trainer, cfg, run_dir, *, tqdm_bar: bool, should_stop, on_progress) -> None:
+    """The set-up every trainer starts with: ``trainer.device`` (``cfg.device``, 'auto' = CUDA when
+    present), the process group under torchrun, ``cfg.threads``, ``rank`` / ``world`` and ``sl`` (this
+    rank's samples of every global batch), ``run_dir`` and the GUI hooks."""
+    trainer.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                                  ("cpu" if cfg.device == "auto" else cfg.device))
+    init_distributed(trainer.device)
+    if trainer.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    trainer.rank, trainer.world = rank(), world_size()
+    trainer.sl = slice(trainer.rank, None, trainer.world)
+    trainer.run_dir = run_dir
+    trainer.should_stop = should_stop or (lambda: False)
+    trainer.on_progress = on_progress
+    trainer.tqdm_bar = tqdm_bar and is_main()
+
+
 def linear_decay_lr(lr: float, step: int, steps: int, decay_fraction: float) -> float:
     """Constant ``lr``, then linear decay to 0 over the last ``decay_fraction`` of ``steps`` (pix2pixHD's
     schedule; the end of a fixed budget gains most from it)."""

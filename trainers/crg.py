@@ -67,15 +67,13 @@ from trainers.common import (
     atomic_write_bytes,
     barrier,
     config_from_run,
-    init_distributed,
+    init_trainer,
     is_distributed,
     is_main,
     peak_rss_mb,
-    rank,
     rotate_snapshot,
     stop_reason,
     trainer_main,
-    world_size,
 )
 
 log = logging.getLogger("trainers.crg")
@@ -261,21 +259,9 @@ class CRGTrainer:
         ``resume_from``: a resume.pt."""
         validate(cfg)
         self.cfg = cfg
-        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if cfg.device == "auto" else cfg.device))
-        init_distributed(self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.rank, self.world = rank(), world_size()
+        init_trainer(self, cfg, run_dir, tqdm_bar=tqdm_bar, should_stop=should_stop, on_progress=on_progress)
         if cfg.batch % self.world:
             raise UserError(f"--batch {cfg.batch} does not split evenly over {self.world} processes")
-        self.sl = slice(self.rank, None, self.world)  # this rank's samples of every global batch
-        self.run_dir = run_dir
-        self.should_stop = should_stop or (lambda: False)
-        self.on_progress = on_progress
-        self.tqdm_bar = tqdm_bar and is_main()
 
         model = Path(cfg.model) if cfg.model else default_model()
         try:

@@ -131,15 +131,13 @@ from trainers.common import (
     barrier,
     config_from_run,
     field_converter,
-    init_distributed,
+    init_trainer,
     is_distributed,
     is_main,
     linear_decay_lr,
     peak_rss_mb,
-    rank,
     stop_reason,
     trainer_main,
-    world_size,
 )
 from trainers.data import BatchStream, load_images
 
@@ -484,17 +482,7 @@ class Trainer:
         resolve_defaults(cfg)
         validate(cfg)
         self.cfg = cfg
-        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if cfg.device == "auto" else cfg.device))
-        init_distributed(self.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.rank, self.world = rank(), world_size()
-        self.sl = slice(self.rank, None, self.world)
-        self.run_dir = run_dir
-        self.should_stop = should_stop or (lambda: False)
-        self.on_progress = on_progress
-        self.tqdm_bar = tqdm_bar and is_main()
+        init_trainer(self, cfg, run_dir, tqdm_bar=tqdm_bar, should_stop=should_stop, on_progress=on_progress)
 
         # Frozen generator and its average latent.
         self.model_path = Path(cfg.model) if cfg.model else find_default_pack()

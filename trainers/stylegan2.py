@@ -46,11 +46,10 @@ from trainers.common import (
     barrier,
     config_from_run,
     field_converter,
-    init_distributed,
+    init_trainer,
     is_distributed,
     is_main,
     peak_rss_mb,
-    rank,
     stop_reason,
     trainer_main,
     world_size,
@@ -239,19 +238,7 @@ class Trainer:
                  tqdm_bar: bool = True, should_stop=None, on_progress=None):
         """``run_dir``: where this process writes (None on ranks > 0); ``resume_from``: a resume.pt."""
         self.cfg = cfg
-        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if cfg.device == "auto" else cfg.device))
-        init_distributed(self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.rank, self.world = rank(), world_size()
-        self.sl = slice(self.rank, None, self.world)  # this rank's samples of every global batch
-        self.run_dir = run_dir
-        self.should_stop = should_stop or (lambda: False)
-        self.on_progress = on_progress
-        self.tqdm_bar = tqdm_bar and is_main()
+        init_trainer(self, cfg, run_dir, tqdm_bar=tqdm_bar, should_stop=should_stop, on_progress=on_progress)
         torch.manual_seed(cfg.seed)  # initial weights: identical on every rank
         self.G, self.D = build_networks(cfg)
         self.G.to(self.device).train()
