@@ -18,7 +18,9 @@ batch rendered as G(z) with random noise (default 0 with ``--data``, 1 without).
 reconstructions are compared at the encoder's input size (the pipeline's ``face_pool``), as pSp does.
 
 Optimisation: Adam at ``--lr``, constant, or decaying linearly to 0 over the last
-``--decay-fraction`` of ``--steps``. ``--init MODEL`` starts from another encoder's weights (a run's
+``--decay-fraction`` of ``--steps``. ``--time-budget SEC`` ends this invocation after SEC seconds of
+wall clock (with a final evaluation and snapshot) and runs the decay on whichever is further along,
+steps or time, so a run on a machine of unknown speed still ends at lr 0. ``--init MODEL`` starts from another encoder's weights (a run's
 ``best.safetensors`` or snapshot, or a model pack's encoder, of the same ``--arch`` / ``--size``; for
 e2style the file may have fewer stages, the rest start as identities) with a fresh optimizer, e.g.
 to continue the pack's encoder under a new schedule or loss.
@@ -168,6 +170,7 @@ class EncoderTrainConfig:
     max_steps: int | None = None             # stop this invocation at this step (tests); resumable
     lr: float = 1e-4                         # Adam (pSp / e4e / E2Style use 1e-4)
     decay_fraction: float = 0.0              # linear lr decay to 0 over this last fraction of --steps (0: constant)
+    time_budget: float | None = None         # seconds for this invocation; the lr decay follows time if ahead
     init: str | None = None                  # start from this encoder's weights (a model file or pack, same arch)
     lambda_l2: float = 1.0
     lambda_lpips: float = 0.8
@@ -203,7 +206,7 @@ class EncoderTrainConfig:
 
 
 # Flags a resumed run may change; everything else comes from its config.json.
-RESUME_OVERRIDES = ("steps", "max_steps", "decay_fraction", "threads", "device", "log_every", "eval_every",
+RESUME_OVERRIDES = ("steps", "max_steps", "decay_fraction", "time_budget", "threads", "device", "log_every", "eval_every",
                     "snapshot_every", "keep_snapshots", "data_cache", "lpips_dir")
 
 
@@ -287,6 +290,8 @@ def validate(cfg: EncoderTrainConfig) -> None:
         raise UserError("--progressive-every must be at least 1")
     if not 0.0 <= cfg.decay_fraction <= 1.0:
         raise UserError(f"--decay-fraction must be in [0, 1], got {cfg.decay_fraction}")
+    if cfg.time_budget is not None and cfg.time_budget <= 0:
+        raise UserError(f"--time-budget must be a positive number of seconds, got {cfg.time_budget}")
     for name in ("lambda_l2", "lambda_lpips", "lambda_id", "lambda_w_norm", "lambda_delta", "lambda_att", "lr"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must not be negative")
@@ -542,6 +547,9 @@ class Trainer:
         self.best_lpips = math.inf
         self._ddp = None
         self._deltas = -1
+        self._t_start: float | None = None
+        self.clock = time.monotonic                  # for --time-budget (tests replace it)
+        self._step_start = 0
         if resume_from is not None:
             self._load_resume(Path(resume_from))
         self._apply_stages()
@@ -661,6 +669,20 @@ class Trainer:
 
     # -- one training step -----------------------------------------------------------------------
 
+    def _time_used(self) -> float:
+        """Fraction of ``--time-budget`` spent by this invocation (0 without one); the same on every rank."""
+        if self.cfg.time_budget is None or self._t_start is None:
+            return 0.0
+        used = (self.clock() - self._t_start) / self.cfg.time_budget
+        return float(all_reduce_mean(torch.tensor(used, device=self.device)).item()) if self.world > 1 else used
+
+    def _schedule_step(self) -> float:
+        """The step the lr schedule is at: the real one, or further along if the time budget is."""
+        if self.cfg.time_budget is None:
+            return self.step
+        start = self._step_start
+        return max(self.step, start + self._time_used() * (self.cfg.steps - start))
+
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         n = self._schedule()
@@ -668,7 +690,7 @@ class Trainer:
             if self._deltas >= 0:
                 self.metrics.write(event="progressive", step=self.step, deltas=n)
             self._deltas = n
-        lr = linear_decay_lr(cfg.lr, self.step, cfg.steps, cfg.decay_fraction)
+        lr = linear_decay_lr(cfg.lr, self._schedule_step(), cfg.steps, cfg.decay_fraction)
         for group in self.opt.param_groups:
             group["lr"] = lr
         x = self._batch()
@@ -861,8 +883,11 @@ class Trainer:
         acc: dict[str, list[float]] = {}
         t_last, step_last = time.time(), self.step
         reason = "done"
+        self._t_start, self._step_start = self.clock(), self.step
         while self.step < cfg.steps:
             ended = stop_reason(self.step, cfg.max_steps, stop, self.should_stop)
+            if ended is None and self._time_used() >= 1.0:
+                ended = "time_budget"
             if ended is not None:
                 reason = ended
                 break
@@ -897,7 +922,7 @@ class Trainer:
                 self.save_snapshot(reason="interval")
         if bar is not None:
             bar.close()
-        if reason == "done" and cfg.eval_every > 0 and self._last_eval_step != self.step:
+        if reason in ("done", "time_budget") and cfg.eval_every > 0 and self._last_eval_step != self.step:
             self._run_eval()
         self.save_snapshot(reason=reason)
         self.metrics.write(event="end", reason=reason, step=self.step, kimg=self.cur_nimg / 1000)

@@ -296,6 +296,39 @@ def test_init_from_another_run_and_the_lr_decay(tiny_g, tmp_path):
         Trainer(tiny_cfg(tiny_g, init=str(tmp_path / "missing.safetensors")), None, tqdm_bar=False)
 
 
+def test_time_budget_ends_the_run_and_drives_the_decay(tiny_g, tmp_path):
+    """--time-budget: the lr decay follows the clock when it is ahead of the steps, and the run ends
+    (evaluated, snapshotted, reason 'time_budget') once the budget is spent."""
+    import trainers.encoder as enc
+
+    now = [1000.0]
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = tiny_cfg(tiny_g, arch="e2style", stages=1, steps=100, decay_fraction=0.5, time_budget=10.0,
+                   eval_every=50, snapshot_every=0, log_every=1)
+    t = Trainer(cfg, run, tqdm_bar=False)
+    t.clock = lambda: now[0]
+    lrs = []
+    real_step = t.train_step
+
+    def step():  # each step takes 2 s of the fake clock: the budget (10 s) ends after 5 of 100 steps
+        lrs.append(enc.linear_decay_lr(cfg.lr, t._schedule_step(), cfg.steps, cfg.decay_fraction))
+        out = real_step()
+        now[0] += 2.0
+        return out
+
+    t.train_step = step
+    t.run()
+    # at 0, 2, 4, 6, 8 s of 10 the schedule is at step 0, 20, 40, 60, 80 of 100: constant to 50, then
+    # linear to 0 at 100
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 8e-4, 4e-4])
+    evs = records(run)
+    assert [e["step"] for e in evs if e.get("event") == "eval"] == [5]
+    assert [(e["reason"], e["step"]) for e in evs if e.get("event") == "end"] == [("time_budget", 5)]
+    assert (run / "snapshots" / "encoder-0000005.safetensors").exists()
+    assert main(["--model", str(tiny_g), "--time-budget", "0", "--dry-run"]) != 0
+
+
 def test_abort_on_the_heldout_signal(tiny_g, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

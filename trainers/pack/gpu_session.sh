@@ -13,14 +13,21 @@
 #      directions; measure both bars with bench_pack before shipping) - the LPIPS bar.
 # On SIGTERM each trainer snapshots; both come back as compact files (split into <16 MB parts where
 # needed: `cat F.part-* > F` to join) plus logs and grids. GPU_SKIP_G=1 / GPU_SKIP_E=1 leave one out.
+# The encoder stops itself after TRAIN_SEC - 60 s (--time-budget, its lr decay following the clock).
+# GPU_E_WNORMS="0.005 0.02" trains one encoder per w-norm weight (E_wn<value>.safetensors each).
+# The working tree travels only up to 64 MiB: for an encoder-only session move the tracked
+# generator-resume and the AlexNet backbone out of the tree for the call, and point GPU_DATA at a
+# subset (`pack_data pack ... --max-images 8000 --heldout 256`) and GPU_PACK at a copy of the pack
+# without the CRG encoder and the student (manifest entries removed), both in a carried folder.
 set -uo pipefail
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu-out}; TRAIN_SEC=${TRAIN_SEC:-480}; DEV=${DEV:-cuda}; ROOT=${ROOT:-/tmp/runs}
 export PYTHONPATH=$PWD STYLESTUDIO_LPIPS_DIR=$PWD/.gpu PYTHONUNBUFFERED=1
+DATA_NPZ=${GPU_DATA:-.gpu/utk64.npz}; PACK=${GPU_PACK:-resources/pack}
 mkdir -p "$OUT" "$ROOT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-[ -d /tmp/utk/images ] || $PY -m trainers.pack.pack_data unpack .gpu/utk64.npz /tmp/utk || exit 1
+[ -d /tmp/utk/images ] || $PY -m trainers.pack.pack_data unpack "$DATA_NPZ" /tmp/utk || exit 1
 # decode once into the trainer's cache, so the two runs don't both decode
 $PY -c "from trainers.data import load_images; print(load_images('/tmp/utk/images', 64).images.shape)" || exit 1
 common=(--data /tmp/utk/images --out "$ROOT" --kimg 100000 --batch 64 --metrics-every-kimg 0
@@ -46,10 +53,13 @@ if [ "${GPU_SKIP_G:-0}" != 1 ]; then
     --lr-g "${GPU_G_LR:-0.001}" --lr-d "${GPU_G_LR:-0.001}" --desc pack-g-lowlr "${common[@]}" &
 fi
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
-  train pack-e2style trainers.encoder --arch e2style --stages 1 --size light \
-    --model resources/pack --init resources/pack --data /tmp/utk/images --synthetic-fraction 0.25 \
-    --lpips-net vgg --lambda-w-norm "${GPU_E_WNORM:-0.005}" --lr 3e-4 --decay-fraction 0.5 --batch 32 --steps "${GPU_E_STEPS:-6000}" \
-    --eval-every 250 --eval-batch 64 --snapshot-every 500 --log-every 50 --out "$ROOT" --desc pack-e2style --no-tqdm &
+  for wn in ${GPU_E_WNORMS:-0.005}; do
+    train "pack-e2style-wn$wn" trainers.encoder --arch e2style --stages 1 --size light \
+      --model "$PACK" --init "$PACK" --data /tmp/utk/images --synthetic-fraction 0.25 \
+      --lpips-net vgg --lambda-w-norm "$wn" --lr 3e-4 --decay-fraction 0.5 --batch 32 \
+      --steps "${GPU_E_STEPS:-100000}" --time-budget $(( TRAIN_SEC - 60 )) \
+      --eval-every 250 --eval-batch 64 --snapshot-every 500 --log-every 50 --out "$ROOT" --desc "pack-e2style-wn$wn" --no-tqdm &
+  done
 fi
 wait
 
@@ -75,9 +85,18 @@ collect_e() {  # name, prefix: the best encoder by held-out LPIPS (generator + e
   local f="$run/best.safetensors"
   [ -f "$f" ] || f=$(ls "$run"/snapshots/encoder-*.safetensors 2>/dev/null | tail -n 1)  # killed before an eval
   [ -n "$f" ] || return
-  cp "$f" "$OUT/$2.safetensors" && split_big "$OUT/$2.safetensors"
+  # without the generator's tensors (the pack's own, upcast: 18 MB a file that the 64 MB return
+  # limit cannot afford twice); put them back with trainers/pack/gpu_session_merge.py
+  $PY - "$f" "$OUT/$2.safetensors" <<'PYEOF' || return
+import sys
+from safetensors import safe_open
+from safetensors.torch import save_file
+with safe_open(sys.argv[1], "pt") as f:
+    save_file({k: f.get_tensor(k) for k in f.keys() if not k.startswith("generator/")}, sys.argv[2], f.metadata())
+PYEOF
+  split_big "$OUT/$2.safetensors"
 }
 collect_g pack-g-lowlr G_compact
-collect_e pack-e2style E_best
+for wn in ${GPU_E_WNORMS:-0.005}; do collect_e "pack-e2style-wn$wn" "E_wn$wn"; done
 tar czf "$OUT/logs.tgz" -C "$ROOT" --exclude='*.pt' --exclude='*.safetensors' --exclude=tb . 2>/dev/null
 ls -la "$OUT"

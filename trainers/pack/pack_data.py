@@ -24,13 +24,26 @@ from studio.core.fileio import atomic_save_npz, atomic_write_bytes
 TILES = 16
 
 
-def pack(src: str, resolution: int, out: str, quality: int = 90) -> None:
+def pack(src: str, resolution: int, out: str, quality: int = 90, max_images: int | None = None,
+         heldout: int = 0) -> None:
+    """``max_images``: an evenly spaced subset of the training split (names sort by age, so a prefix
+    would be biased); ``heldout``: also that many held-out images, evenly spaced, so that a trainer's
+    held-out evaluation works on the unpacked folder (the split is a hash of the name)."""
     from PIL import Image
 
     from trainers.data import load_images
 
     ds = load_images(Path(src), resolution, split="train")
-    imgs = np.asarray(ds.images).transpose(0, 2, 3, 1)
+    imgs, names = np.asarray(ds.images), [Path(n).name for n in ds.names]
+    if max_images is not None and max_images < len(imgs):
+        keep = np.linspace(0, len(imgs) - 1, max_images).round().astype(int)
+        imgs, names = imgs[keep], [names[i] for i in keep]
+    if heldout > 0:
+        held = load_images(Path(src), resolution, split="heldout")
+        keep = np.linspace(0, len(held) - 1, min(heldout, len(held))).round().astype(int)
+        imgs = np.concatenate([imgs, np.asarray(held.images)[keep]])
+        names += [Path(held.names[i]).name for i in keep]
+    imgs = imgs.transpose(0, 2, 3, 1)
     r, t = resolution, TILES
     blobs = []
     for s in range(0, len(imgs), t * t):
@@ -44,7 +57,7 @@ def pack(src: str, resolution: int, out: str, quality: int = 90) -> None:
     offsets = np.cumsum([0] + [len(b) for b in blobs])
     out = out if str(out).endswith(".npz") else f"{out}.npz"  # what np.savez(path) would have written
     atomic_save_npz(out, data=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets, n=len(imgs),
-                    resolution=r, names=np.array([Path(n).name for n in ds.names]))
+                    resolution=r, names=np.array(names))
     print(f"{out}: {len(imgs)} images, {offsets[-1] / 1e6:.1f} MB")
 
 
@@ -81,11 +94,13 @@ def main(argv=None) -> None:
     p = sub.add_parser("pack")
     p.add_argument("src"), p.add_argument("resolution", type=int), p.add_argument("out")
     p.add_argument("--quality", type=int, default=90)
+    p.add_argument("--max-images", type=int, help="an evenly spaced subset of the training split")
+    p.add_argument("--heldout", type=int, default=0, help="also this many held-out images (for evaluations)")
     u = sub.add_parser("unpack")
     u.add_argument("src"), u.add_argument("out")
     a = ap.parse_args(argv)
     if a.cmd == "pack":
-        pack(a.src, a.resolution, a.out, a.quality)
+        pack(a.src, a.resolution, a.out, a.quality, a.max_images, a.heldout)
     else:
         unpack(a.src, a.out)
 
