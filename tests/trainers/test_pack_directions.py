@@ -320,3 +320,37 @@ def test_a_tampered_pack_direction_is_refused(tmp_path):
     victim.write_bytes(bytes(data))
     with pytest.raises(DirectionError, match="sha256"):
         load_pack_directions(root)
+
+
+def test_encoded_faces_are_scored_like_generated_ones(tmp_path, monkeypatch):
+    """--encoded: each chip's code is rendered and measured; its w is the mean of the W+ rows; chunks
+    are cached; the normals' notes say how many of each kind of face they were fitted on."""
+    from studio.core.nets.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=64, channel_max=16).eval()
+    codes = torch.randn(7, G.num_ws, G.w_dim)
+    images = SimpleNamespace(batch=lambda idx, device: torch.stack([torch.full((3, 16, 16), float(i)) for i in idx]))
+
+    def encoder(x):  # chip i -> codes[i]
+        return None, codes[x[:, 0, 0, 0].long()]
+
+    fx = lambda imgs: imgs.mean(dim=(2, 3)).numpy().astype(np.float64)  # noqa: E731
+    monkeypatch.setattr(pd, "landmarks_of", lambda imgs: np.full((len(imgs), 68, 2), np.nan))
+    idx = np.array([6, 0, 3, 1, 5])
+    s = pd.encoded_faces(G, encoder, fx, images, idx, tag="t", cache_dir=tmp_path, chunk=2)
+    np.testing.assert_allclose(s.w, codes[idx].mean(1).numpy(), rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        np.testing.assert_allclose(s.feats, fx(pd.render(G, codes[idx])), rtol=1e-4, atol=1e-5)
+    assert s.stats.shape == (5, 3) and not s.detected.any()
+    assert len(list(tmp_path.glob("encoded-t-2-*.npz"))) == 3
+    monkeypatch.setattr(pd, "render", lambda *a, **k: pytest.fail("rendered again despite the cache"))
+    again = pd.encoded_faces(G, encoder, fx, images, idx, tag="t", cache_dir=tmp_path, chunk=2)
+    np.testing.assert_array_equal(again.w, s.w)
+
+    samples, lab = _synthetic_samples()
+    both = pd.concat_samples(samples, pd.Samples(samples.w[:100], samples.feats[:100], samples.landmarks[:100],
+                                                 samples.stats[:100]))
+    items = pd.interfacegan_directions(both, lab, encoded=100)
+    assert "600 generated faces (psi 1) and 100 train chips inverted with the e2style encoder" in items[1].notes
+    assert "595 generated faces (psi 1) and 95 train chips" in items[2].notes  # no face found in 5 of each

@@ -65,6 +65,8 @@ class DirectionsConfig:
     work: str = "/work/runs/pack-directions"          # caches, grids, log, results.json
     labeller_images: int = 0                          # labelled train chips for the labellers (0 = all)
     samples: int = 4000                               # generated faces for InterFaceGAN
+    encoded: int = 0                                  # + this many train chips inverted with --encoder (0: none)
+    encoder: str = "e2style"                          # the pack's encoder for --encoded
     psi: float = 1.0                                  # truncation of those faces
     seed: int = 0                                     # seeds the samples (measurement faces use seed + 1000)
     ratios: str = ""                                  # InterFaceGAN top / bottom fractions overriding ATTRIBUTES, "age=0.3,..."
@@ -409,6 +411,58 @@ def sample_faces(G, fx: FaceFeatures, n: int, *, psi: float, seed: int, cache_di
     return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("w", "feats", "landmarks", "stats")))
 
 
+def encoded_faces(G, encoder, fx: FaceFeatures, images, idx: np.ndarray, *, tag: str,
+                  cache_dir: Path | None = None, chunk: int = 250) -> Samples:
+    """Real chips ``images[idx]`` inverted with ``encoder`` (an EncoderPipeline) as :class:`Samples`:
+    w is the mean of each code's W+ rows (an attribute direction moves every row alike), and the
+    features, landmarks and statistics are those of G's rendering of the full code, so they are scored
+    exactly like generated faces. Editing real photos starts from such codes, which lie off the
+    mapped W where generated faces live; fitting the normals on them too is what keeps a slider
+    reliable on a user's photo (``--encoded``). Chunks are cached under ``tag``."""
+    parts = []
+    t0 = time.time()
+    for k, i in enumerate(range(0, len(idx), chunk)):
+        sel = idx[i:i + chunk]
+        path = None if cache_dir is None else cache_dir / f"encoded-{tag}-{chunk}-{k:03d}.npz"
+        if path is not None and path.is_file():
+            with np.load(path, allow_pickle=False) as d:
+                parts.append(Samples(d["w"], d["feats"], d["landmarks"], d["stats"]))
+            continue
+        with torch.inference_mode():
+            x = images.batch([int(j) for j in sel], torch.device("cpu"))
+            ws = torch.cat([encoder(x[j:j + 50])[1] for j in range(0, len(x), 50)]).float()
+        imgs = render(G, ws)
+        s = Samples(ws.mean(1).numpy().astype(np.float32), fx(imgs), landmarks_of(imgs), image_stats(imgs))
+        if path is not None:
+            buf = io.BytesIO()
+            np.savez(buf, w=s.w, feats=s.feats, landmarks=s.landmarks, stats=s.stats)
+            atomic_write_bytes(path, buf.getvalue())
+        parts.append(s)
+        log.info("  encoded %d/%d (%.0f s)", i + len(sel), len(idx), time.time() - t0)
+    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("w", "feats", "landmarks", "stats")))
+
+
+def encoded_train_chips(pack: Path, G, cfg: DirectionsConfig, fx: FaceFeatures, cache_dir: Path) -> Samples:
+    """``cfg.encoded`` train chips, evenly spaced over the name-sorted split (names sort by age), inverted
+    with the pack's ``cfg.encoder``; cached per encoder file."""
+    from studio.core.formats import load_checkpoint
+    from studio.core.formats.stylestudio_fmt import read_manifest
+    from trainers.data import load_images
+
+    entry = read_manifest(pack).get("encoders", {}).get(cfg.encoder)
+    if entry is None:
+        raise UserError(f"--encoded needs the pack's {cfg.encoder!r} encoder, which {pack} does not have")
+    encoder = load_checkpoint(pack).meta["encoders"][cfg.encoder].eval()
+    images = load_images(Path(cfg.data) / "images", G.img_resolution, split="train")
+    idx = np.linspace(0, len(images) - 1, min(cfg.encoded, len(images))).round().astype(int)
+    tag = f"{cfg.encoder}-{str(entry.get('sha256', 'unknown'))[:12]}-{len(idx)}"
+    return encoded_faces(G, encoder, fx, images, idx, tag=tag, cache_dir=cache_dir)
+
+
+def concat_samples(*parts: Samples) -> Samples:
+    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("w", "feats", "landmarks", "stats")))
+
+
 # ----------------------------------------------------------------------------
 # The pack's directions
 
@@ -466,7 +520,8 @@ def attribute_scores(samples: Samples, lab: Labeller) -> dict[str, tuple[np.ndar
 
 
 def interfacegan_directions(samples: Samples, lab: Labeller, *, ratios: dict[str, float] | None = None,
-                            psi: float = 1.0, seed: int = 0) -> list[PackDirection]:
+                            psi: float = 1.0, seed: int = 0, encoded: int = 0,
+                            encoder: str = "e2style") -> list[PackDirection]:
     """age, gender, smile, mouth open (:data:`ATTRIBUTES`): InterFaceGAN normals in W, all layers,
     conditioned as the table says on each other and on the image-statistic normals."""
     from studio.core.directions import condition, interfacegan
@@ -488,7 +543,10 @@ def interfacegan_directions(samples: Samples, lab: Labeller, *, ratios: dict[str
         d.meta.pop("labels", None)
         final[key] = d
         mask, _, what = scores[key]
-        notes = (f"InterFaceGAN linear SVM normal in W on {int(mask.sum())} generated faces (psi {psi:g}), "
+        n_enc = int(mask[len(mask) - encoded:].sum()) if encoded else 0
+        faces = f"{int(mask.sum()) - n_enc} generated faces (psi {psi:g})" + \
+            (f" and {n_enc} train chips inverted with the {encoder} encoder (mean of the W+ rows)" if n_enc else "")
+        notes = (f"InterFaceGAN linear SVM normal in W on {faces}, "
                  f"top/bottom {ratios[key]:.0%} of {what} (SVM validation accuracy "
                  f"{raw[key].meta['val_accuracy']:.2f}); conditioned on {', '.join(spec['condition'])} "
                  f"(cosine before: {', '.join(f'{k} {v:+.2f}' for k, v in cos.items())})")
@@ -942,8 +1000,14 @@ def run(cfg: DirectionsConfig) -> dict:
     log.info("2/6 %d generated faces (psi %g)", cfg.samples, cfg.psi)
     samples = sample_faces(G, fx, cfg.samples, psi=cfg.psi, seed=cfg.seed, cache_dir=cache)
     log.info("   dlib found a face in %.1f%% of them", 100 * samples.detected.mean())
+    if cfg.encoded:
+        log.info("   + %d train chips inverted with the pack's %s encoder", cfg.encoded, cfg.encoder)
+        enc = encoded_train_chips(pack, G, cfg, fx, cache)
+        log.info("   dlib found a face in %.1f%% of their renderings", 100 * enc.detected.mean())
+        samples = concat_samples(samples, enc)
     log.info("3/6 InterFaceGAN")
-    attrs = interfacegan_directions(samples, lab, ratios=_parse_ratios(cfg.ratios), psi=cfg.psi, seed=cfg.seed)
+    attrs = interfacegan_directions(samples, lab, ratios=_parse_ratios(cfg.ratios), psi=cfg.psi, seed=cfg.seed,
+                                    encoded=len(samples.w) - cfg.samples, encoder=cfg.encoder)
     ho = lab.metrics.get("heldout", {})
     for p in attrs:
         if NAMES.get(gen_sha, {}).get(p.key, {}).get("notes"):
@@ -1004,6 +1068,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=d.work, help="caches, grids, results.json")
     ap.add_argument("--labeller-images", type=int, default=d.labeller_images)
     ap.add_argument("--samples", type=int, default=d.samples)
+    ap.add_argument("--encoded", type=int, default=d.encoded,
+                    help="also fit the attribute normals on this many train chips inverted with --encoder")
+    ap.add_argument("--encoder", default=d.encoder, help="the pack's encoder for --encoded")
     ap.add_argument("--psi", type=float, default=d.psi)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--ratios", default=d.ratios, help="e.g. 'age=0.3,smile=0.15' (default: ATTRIBUTES)")
