@@ -563,10 +563,10 @@ NAMES: dict[str, dict[str, dict]] = {
     # component on all / coarse / medium / fine rows, 3 faces each, alpha over +-2 stdev (GANSpace) or +-5 (SeFa).
     "5740e97972ad0aed612a982dbd3206cb0138f557ba70bc165d9684e74bdeb1d6": {
         # InterFaceGAN directions: only notes (grids/<key>.png, alpha over the slider range).
-        "age": {"notes": "inspected: a round, child-like face to a thinner, lined, older face; the skin greys a "
-                         "little at +8"},
+        "age": {"notes": "inspected: a round, child-like face to a thinner, lined, older face; towards +8 the "
+                         "hair and background darken and the skin greys a little"},
         "gender": {"notes": "inspected: heavy brows and a rougher, darker face to a smoother face with made-up "
-                            "eyes and lips"},
+                            "eyes and lips and a wider smile"},
         "smile": {"notes": "inspected: closed lips to a wide smile showing teeth; towards +8 the skin darkens a "
                            "little and the face looks more masculine"},
         "mouth_open": {"notes": "inspected: closed lips to an open smile showing teeth; the skin darkens and warms "
