@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import glob
 import io
+import json
 
 from safetensors import safe_open
 from safetensors.torch import load as load_bytes
-from safetensors.torch import save_file
+from safetensors.torch import save as save_bytes
+
+from studio.core.fileio import atomic_write_bytes
 
 
 def read_parts(path: str) -> bytes:
@@ -38,8 +41,6 @@ def merge(returned: str, donor: str, out: str) -> None:
     raw = read_parts(returned)
     tensors = load_bytes(raw)
     n = int.from_bytes(raw[:8], "little")  # the safetensors header, for the metadata
-    import json
-
     meta = json.loads(raw[8:8 + n]).get("__metadata__")
     if any(k.startswith("generator/") for k in tensors):
         raise SystemExit(f"{returned} already holds a generator")
@@ -47,7 +48,7 @@ def merge(returned: str, donor: str, out: str) -> None:
         gen = {k: f.get_tensor(k) for k in f.keys() if k.startswith("generator/")}
     if not gen:
         raise SystemExit(f"{donor} holds no generator tensors")
-    save_file({**gen, **tensors}, out, meta)
+    atomic_write_bytes(out, save_bytes({**gen, **tensors}, meta))
     print(f"{out}: {len(tensors)} encoder tensors + {len(gen)} generator tensors from {donor}")
 
 
