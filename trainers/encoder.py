@@ -20,10 +20,10 @@ reconstructions are compared at the encoder's input size (the pipeline's ``face_
 Optimisation: Adam at ``--lr``, constant, or decaying linearly to 0 over the last
 ``--decay-fraction`` of ``--steps``. ``--time-budget SEC`` ends this invocation after SEC seconds of
 wall clock (with a final evaluation and snapshot) and runs the decay on whichever is further along,
-steps or time, so a run on a machine of unknown speed still ends at lr 0. ``--init MODEL`` starts from another encoder's weights (a run's
-``best.safetensors`` or snapshot, or a model pack's encoder, of the same ``--arch`` / ``--size``; for
-e2style the file may have fewer stages, the rest start as identities) with a fresh optimizer, e.g.
-to continue the pack's encoder under a new schedule or loss.
+steps or time, so a run on a machine of unknown speed still ends at lr 0. ``--init MODEL`` starts
+from another encoder's weights (a run's ``best.safetensors`` or snapshot, or a model pack's encoder,
+of the same ``--arch`` / ``--size``; for e2style the file may have fewer stages, the rest start as
+identities) with a fresh optimizer, e.g. to continue the pack's encoder under a new schedule or loss.
 
 Losses (weights are flags ``--lambda-*``):
 
@@ -550,6 +550,7 @@ class Trainer:
         self._t_start: float | None = None
         self.clock = time.monotonic                  # for --time-budget (tests replace it)
         self._step_start = 0
+        self._used = 0.0                             # fraction of --time-budget spent, read once a step
         if resume_from is not None:
             self._load_resume(Path(resume_from))
         self._apply_stages()
@@ -681,7 +682,7 @@ class Trainer:
         if self.cfg.time_budget is None:
             return self.step
         start = self._step_start
-        return max(self.step, start + self._time_used() * (self.cfg.steps - start))
+        return max(self.step, start + self._used * (self.cfg.steps - start))
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -886,7 +887,8 @@ class Trainer:
         self._t_start, self._step_start = self.clock(), self.step
         while self.step < cfg.steps:
             ended = stop_reason(self.step, cfg.max_steps, stop, self.should_stop)
-            if ended is None and self._time_used() >= 1.0:
+            self._used = self._time_used()   # once a step: under DDP it is an all-reduce
+            if ended is None and self._used >= 1.0:
                 ended = "time_budget"
             if ended is not None:
                 reason = ended

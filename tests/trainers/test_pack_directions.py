@@ -335,7 +335,8 @@ def test_encoded_faces_are_scored_like_generated_ones(tmp_path, monkeypatch):
     def encoder(x):  # chip i -> codes[i]
         return None, codes[x[:, 0, 0, 0].long()]
 
-    fx = lambda imgs: imgs.mean(dim=(2, 3)).numpy().astype(np.float64)  # noqa: E731
+    def fx(imgs):
+        return imgs.mean(dim=(2, 3)).numpy().astype(np.float64)
     monkeypatch.setattr(pd, "landmarks_of", lambda imgs: np.full((len(imgs), 68, 2), np.nan))
     idx = np.array([6, 0, 3, 1, 5])
     s = pd.encoded_faces(G, encoder, fx, images, idx, tag="t", cache_dir=tmp_path, chunk=2)

@@ -377,6 +377,19 @@ class Samples:
         return np.isfinite(self.landmarks).all(axis=(1, 2))
 
 
+_SAMPLE_FIELDS = ("w", "feats", "landmarks", "stats")
+
+
+def concat_samples(*parts: Samples) -> Samples:
+    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in _SAMPLE_FIELDS))
+
+
+def _save_samples(path: Path, s: Samples) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, w=s.w, feats=s.feats, landmarks=s.landmarks, stats=s.stats)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def sample_faces(G, fx: FaceFeatures, n: int, *, psi: float, seed: int, cache_dir: Path | None = None,
                  chunk: int = 250) -> Samples:
     """``n`` faces from z drawn with ``torch.Generator().manual_seed(seed)``, rendered, featurised,
@@ -392,8 +405,8 @@ def sample_faces(G, fx: FaceFeatures, n: int, *, psi: float, seed: int, cache_di
         if path is not None and path.is_file():
             with np.load(path, allow_pickle=False) as d:
                 cached = {key: d[key] for key in d.files}
-        if {"w", "feats", "landmarks", "stats"} <= set(cached):
-            parts.append(Samples(cached["w"], cached["feats"], cached["landmarks"], cached["stats"]))
+        if set(_SAMPLE_FIELDS) <= set(cached):
+            parts.append(Samples(*(cached[f] for f in _SAMPLE_FIELDS)))
             continue
         with torch.inference_mode():
             ws = G.map(z, psi=psi)                            # [b, num_ws, w_dim], rows equal
@@ -403,12 +416,10 @@ def sample_faces(G, fx: FaceFeatures, n: int, *, psi: float, seed: int, cache_di
         else:
             s = Samples(ws[:, 0].numpy().astype(np.float32), fx(imgs), landmarks_of(imgs), image_stats(imgs))
         if path is not None:
-            buf = io.BytesIO()
-            np.savez(buf, w=s.w, feats=s.feats, landmarks=s.landmarks, stats=s.stats)
-            atomic_write_bytes(path, buf.getvalue())
+            _save_samples(path, s)
         parts.append(s)
         log.info("  samples %d/%d (%.0f s)", i + b, n, time.time() - t0)
-    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("w", "feats", "landmarks", "stats")))
+    return concat_samples(*parts)
 
 
 def encoded_faces(G, encoder, fx: FaceFeatures, images, idx: np.ndarray, *, tag: str,
@@ -426,7 +437,7 @@ def encoded_faces(G, encoder, fx: FaceFeatures, images, idx: np.ndarray, *, tag:
         path = None if cache_dir is None else cache_dir / f"encoded-{tag}-{chunk}-{k:03d}.npz"
         if path is not None and path.is_file():
             with np.load(path, allow_pickle=False) as d:
-                parts.append(Samples(d["w"], d["feats"], d["landmarks"], d["stats"]))
+                parts.append(Samples(*(d[f] for f in _SAMPLE_FIELDS)))
             continue
         with torch.inference_mode():
             x = images.batch([int(j) for j in sel], torch.device("cpu"))
@@ -434,12 +445,10 @@ def encoded_faces(G, encoder, fx: FaceFeatures, images, idx: np.ndarray, *, tag:
         imgs = render(G, ws)
         s = Samples(ws.mean(1).numpy().astype(np.float32), fx(imgs), landmarks_of(imgs), image_stats(imgs))
         if path is not None:
-            buf = io.BytesIO()
-            np.savez(buf, w=s.w, feats=s.feats, landmarks=s.landmarks, stats=s.stats)
-            atomic_write_bytes(path, buf.getvalue())
+            _save_samples(path, s)
         parts.append(s)
         log.info("  encoded %d/%d (%.0f s)", i + len(sel), len(idx), time.time() - t0)
-    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("w", "feats", "landmarks", "stats")))
+    return concat_samples(*parts)
 
 
 def encoded_train_chips(pack: Path, G, cfg: DirectionsConfig, fx: FaceFeatures, cache_dir: Path) -> Samples:
@@ -457,10 +466,6 @@ def encoded_train_chips(pack: Path, G, cfg: DirectionsConfig, fx: FaceFeatures, 
     idx = np.linspace(0, len(images) - 1, min(cfg.encoded, len(images))).round().astype(int)
     tag = f"{cfg.encoder}-{str(entry.get('sha256', 'unknown'))[:12]}-{len(idx)}"
     return encoded_faces(G, encoder, fx, images, idx, tag=tag, cache_dir=cache_dir)
-
-
-def concat_samples(*parts: Samples) -> Samples:
-    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("w", "feats", "landmarks", "stats")))
 
 
 # ----------------------------------------------------------------------------

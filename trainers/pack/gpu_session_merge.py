@@ -45,7 +45,7 @@ def merge(returned: str, donor: str, out: str) -> None:
     if any(k.startswith("generator/") for k in tensors):
         raise SystemExit(f"{returned} already holds a generator")
     with safe_open(donor, "pt") as f:
-        gen = {k: f.get_tensor(k) for k in f.keys() if k.startswith("generator/")}
+        gen = {k: f.get_tensor(k) for k in f.keys() if k.startswith("generator/")}  # noqa: SIM118 (not a dict)
     if not gen:
         raise SystemExit(f"{donor} holds no generator tensors")
     atomic_write_bytes(out, save_bytes({**gen, **tensors}, meta))
