@@ -48,9 +48,22 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
   fi
 }
 
+# GPU_G_RUNS="BATCH:LR ..." continues the snapshot once per pair, side by side (each comes back as
+# G_b<BATCH>_lr<LR>.safetensors, without the half-way snapshot: three 19 MB snapshots already fill
+# most of the 64 MB return limit); unset, one run at batch 64 and GPU_G_LR as before.
+g_runs=${GPU_G_RUNS:-}
 if [ "${GPU_SKIP_G:-0}" != 1 ]; then
-  train pack-g-lowlr trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
-    --lr-g "${GPU_G_LR:-0.001}" --lr-d "${GPU_G_LR:-0.001}" --desc pack-g-lowlr "${common[@]}" &
+  if [ -z "$g_runs" ]; then
+    train pack-g-lowlr trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
+      --lr-g "${GPU_G_LR:-0.001}" --lr-d "${GPU_G_LR:-0.001}" --desc pack-g-lowlr "${common[@]}" &
+  else
+    for pair in $g_runs; do
+      b=${pair%%:*}; lr=${pair##*:}
+      train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
+        --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" --batch "$b" \
+        --sample-every-kimg "${GPU_SAMPLE_KIMG:-100}" --snapshot-every-kimg 100 --keep-snapshots 2 &
+    done
+  fi
 fi
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do
@@ -68,12 +81,13 @@ split_big() {  # file: <16 MB parts where needed
     split -b 15000000 -d "$1" "$1.part-" && rm "$1"
   fi
 }
-collect_g() {  # name, prefix
+collect_g() {  # name, prefix[, mid]
   local run; run=$(ls -d "$ROOT"/*-"$1" 2>/dev/null | tail -n 1)
   [ -n "$run" ] || { echo "$1: no run dir"; return; }
   grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 2
   $PY -m trainers.stylegan2 --export-compact "$run" "$OUT/$2.safetensors" || return
   split_big "$OUT/$2.safetensors"
+  [ "${3:-mid}" = mid ] || return 0
   # a snapshot from about half-way, for the FD trend (G_ema, fp32)
   mapfile -t snaps < <(ls "$run"/snapshots/network-*.safetensors 2>/dev/null)
   [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/$2_mid.safetensors"
@@ -96,7 +110,10 @@ with safe_open(sys.argv[1], "pt") as f:
 PYEOF
   split_big "$OUT/$2.safetensors"
 }
-collect_g pack-g-lowlr G_compact
-for wn in ${GPU_E_WNORMS:-0.005}; do collect_e "pack-e2style-wn$wn" "E_wn$wn"; done
+if [ -z "$g_runs" ]; then collect_g pack-g-lowlr G_compact; fi
+for pair in $g_runs; do collect_g "pack-g-b${pair%%:*}-lr${pair##*:}" "G_b${pair%%:*}_lr${pair##*:}" nomid; done
+if [ "${GPU_SKIP_E:-0}" != 1 ]; then
+  for wn in ${GPU_E_WNORMS:-0.005}; do collect_e "pack-e2style-wn$wn" "E_wn$wn"; done
+fi
 tar czf "$OUT/logs.tgz" -C "$ROOT" --exclude='*.pt' --exclude='*.safetensors' --exclude=tb . 2>/dev/null
 ls -la "$OUT"
