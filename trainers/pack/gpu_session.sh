@@ -15,6 +15,8 @@
 # needed: `cat F.part-* > F` to join) plus logs and grids. GPU_SKIP_G=1 / GPU_SKIP_E=1 leave one out.
 # The encoder stops itself after TRAIN_SEC - 60 s (--time-budget, its lr decay following the clock).
 # GPU_E_WNORMS="0.005 0.02" trains one encoder per w-norm weight (E_wn<value>.safetensors each).
+# GPU_CRG=1 also retrains the CRG encoder against GPU_PACK's generator (E_crg.safetensors). The
+# encoders come back without the generator's tensors: gpu_session_merge.py puts them back.
 # The working tree travels only up to 64 MiB: for an encoder-only session move the tracked
 # generator-resume and the AlexNet backbone out of the tree for the call, and point GPU_DATA at a
 # subset (`pack_data pack ... --max-images 8000 --heldout 256`) and GPU_PACK at a copy of the pack
@@ -74,6 +76,13 @@ if [ "${GPU_SKIP_E:-0}" != 1 ]; then
       --eval-every 250 --eval-batch 64 --snapshot-every 500 --log-every 50 --out "$ROOT" --desc "pack-e2style-wn$wn" --no-tqdm &
   done
 fi
+# GPU_CRG=1: the CRG encoder retrained against GPU_PACK's generator (after a new generator; the CRG
+# trainer has no --init: it starts afresh, W space, small, as in the README), stopped by the clock.
+if [ "${GPU_CRG:-0}" = 1 ]; then
+  train pack-crg trainers.crg --model "$PACK" --space w --size small --lr 3e-4 --batch "${GPU_CRG_BATCH:-64}" \
+    --steps 1000000 --eval-every 100 --val-samples 256 --lr-patience 10 --stop-patience 1000 \
+    --snapshot-every 500 --log-every 50 --out "$ROOT" --desc pack-crg --no-tqdm &
+fi
 wait
 
 split_big() {  # file: <16 MB parts where needed
@@ -92,12 +101,12 @@ collect_g() {  # name, prefix[, mid]
   mapfile -t snaps < <(ls "$run"/snapshots/network-*.safetensors 2>/dev/null)
   [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/$2_mid.safetensors"
 }
-collect_e() {  # name, prefix: the best encoder by held-out LPIPS (generator + encoder model file)
+collect_e() {  # name, prefix: the best encoder (by held-out LPIPS; CRG: by validation loss), without G
   local run; run=$(ls -d "$ROOT"/*-"$1" 2>/dev/null | tail -n 1)
   [ -n "$run" ] || { echo "$1: no run dir"; return; }
   grep -h '"event": "eval"' "$run/metrics.jsonl" | tail -n 3
   local f="$run/best.safetensors"
-  [ -f "$f" ] || f=$(ls "$run"/snapshots/encoder-*.safetensors 2>/dev/null | tail -n 1)  # killed before an eval
+  [ -f "$f" ] || f=$(ls "$run"/snapshots/{encoder,network}-*.safetensors 2>/dev/null | tail -n 1)  # killed before an eval
   [ -n "$f" ] || return
   # without the generator's tensors (the pack's own, upcast: 18 MB a file that the 64 MB return
   # limit cannot afford twice); put them back with trainers/pack/gpu_session_merge.py
@@ -110,10 +119,11 @@ with safe_open(sys.argv[1], "pt") as f:
 PYEOF
   split_big "$OUT/$2.safetensors"
 }
-if [ -z "$g_runs" ]; then collect_g pack-g-lowlr G_compact; fi
+if [ "${GPU_SKIP_G:-0}" != 1 ] && [ -z "$g_runs" ]; then collect_g pack-g-lowlr G_compact; fi
 for pair in $g_runs; do collect_g "pack-g-b${pair%%:*}-lr${pair##*:}" "G_b${pair%%:*}_lr${pair##*:}" nomid; done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do collect_e "pack-e2style-wn$wn" "E_wn$wn"; done
 fi
+if [ "${GPU_CRG:-0}" = 1 ]; then collect_e pack-crg E_crg; fi
 tar czf "$OUT/logs.tgz" -C "$ROOT" --exclude='*.pt' --exclude='*.safetensors' --exclude=tb . 2>/dev/null
 ls -la "$OUT"
