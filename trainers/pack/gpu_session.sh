@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # One lent-GPU session (device `run`, ~10 minutes) spent on the pack. Prepare here first:
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu
-#   .venv/bin/python -m trainers.pack.pack_data pack ../shared/data/utkface/images 64 .gpu/utk64.npz
+#   .venv/bin/python -m trainers.pack.pack_data pack ../shared/data/utkface/images 64 .gpu/utk64q85.npz --quality 85
 #   cp ../shared/data/lpips/alexnet_features_fp16.pth .gpu/      # the projected D's backbone
-# then run on the device (carry .gpu):  OUT=$OUT TRAIN_SEC=480 bash trainers/pack/gpu_session.sh
-# Two runs share the GPU (each alone is launch-bound at 64 px):
-#   G: the pack generator (the compact snapshot in git, cpu64-wide) continued at a lower learning rate
-#      (FD flattened at the preset's rate; GPU_G_LR, default 0.001) - the FD-VGG16 bar;
-#   E: the pack's E2Style encoder continued on the GPU (--init resources/pack, batch 32, VGG LPIPS as
-#      the bar measures, lr decaying to 0 over the second half of GPU_E_STEPS; pSp's w-norm
-#      GPU_E_WNORM, untried, is meant to keep the codes editable: closer codes alone weakened the
-#      directions; measure both bars with bench_pack before shipping) - the LPIPS bar.
+# move resources/ out of the tree for the call (the tree travels only up to 64 MiB), then on the
+# device (carry .gpu):  OUT=$OUT TRAIN_SEC=480 bash trainers/pack/gpu_session.sh
+# Runs share the GPU (each alone is launch-bound at 64 px and batch 64):
+#   G: the pack generator (the compact snapshot in git) continued, GPU_G_RUNS below - the FD-VGG16 bar;
+#   E: the pack's E2Style encoder continued on the GPU (--init GPU_PACK, batch 32, VGG LPIPS as the
+#      bar measures, lr decaying to 0 over the second half of --time-budget; pSp's w-norm
+#      GPU_E_WNORMS keeps the codes editable; measure both bars with bench_pack before shipping).
 # On SIGTERM each trainer snapshots; both come back as compact files (split into <16 MB parts where
 # needed: `cat F.part-* > F` to join) plus logs and grids. GPU_SKIP_G=1 / GPU_SKIP_E=1 leave one out.
 # The encoder stops itself after TRAIN_SEC - 60 s (--time-budget, its lr decay following the clock).
@@ -25,7 +24,7 @@ set -uo pipefail
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu-out}; TRAIN_SEC=${TRAIN_SEC:-480}; DEV=${DEV:-cuda}; ROOT=${ROOT:-/tmp/runs}
 export PYTHONPATH=$PWD STYLESTUDIO_LPIPS_DIR=$PWD/.gpu PYTHONUNBUFFERED=1
-DATA_NPZ=${GPU_DATA:-.gpu/utk64.npz}; PACK=${GPU_PACK:-resources/pack}
+DATA_NPZ=${GPU_DATA:-.gpu/utk64q85.npz}; PACK=${GPU_PACK:-resources/pack}
 mkdir -p "$OUT" "$ROOT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
@@ -51,22 +50,18 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
 }
 
 # GPU_G_RUNS="BATCH:LR ..." continues the snapshot once per pair, side by side (each comes back as
-# G_b<BATCH>_lr<LR>.safetensors, without the half-way snapshot: three 19 MB snapshots already fill
-# most of the 64 MB return limit); unset, one run at batch 64 and GPU_G_LR as before.
-g_runs=${GPU_G_RUNS:-}
-if [ "${GPU_SKIP_G:-0}" != 1 ]; then
-  if [ -z "$g_runs" ]; then
-    train pack-g-lowlr trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
-      --lr-g "${GPU_G_LR:-0.001}" --lr-d "${GPU_G_LR:-0.001}" --desc pack-g-lowlr "${common[@]}" &
-  else
-    for pair in $g_runs; do
-      b=${pair%%:*}; lr=${pair##*:}
-      train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
-        --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" --batch "$b" \
-        --sample-every-kimg "${GPU_SAMPLE_KIMG:-100}" --snapshot-every-kimg 100 --keep-snapshots 2 &
-    done
-  fi
-fi
+# G_b<BATCH>_lr<LR>.safetensors; with one pair also a snapshot from half-way, for the FD trend: three
+# 19 MB snapshots already fill most of the 64 MB return limit). Default: batch 256 at lr 0.0025, the
+# best of the 2026-11-28 session (at lr 0.001 both batch sizes collapsed; see README.md).
+g_runs=${GPU_G_RUNS:-256:0.0025}
+[ "${GPU_SKIP_G:-0}" = 1 ] && g_runs=""
+n_g=$(wc -w <<< "$g_runs")
+for pair in $g_runs; do
+  b=${pair%%:*}; lr=${pair##*:}
+  train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
+    --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" --batch "$b" \
+    --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots 8 &
+done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do
     train "pack-e2style-wn$wn" trainers.encoder --arch e2style --stages 1 --size light \
@@ -90,13 +85,13 @@ split_big() {  # file: <16 MB parts where needed
     split -b 15000000 -d "$1" "$1.part-" && rm "$1"
   fi
 }
-collect_g() {  # name, prefix[, mid]
+collect_g() {  # name, prefix[, "mid": also a snapshot from half-way]
   local run; run=$(ls -d "$ROOT"/*-"$1" 2>/dev/null | tail -n 1)
   [ -n "$run" ] || { echo "$1: no run dir"; return; }
   grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 2
   $PY -m trainers.stylegan2 --export-compact "$run" "$OUT/$2.safetensors" || return
   split_big "$OUT/$2.safetensors"
-  [ "${3:-mid}" = mid ] || return 0
+  [ "${3:-}" = mid ] || return 0
   # a snapshot from about half-way, for the FD trend (G_ema, fp32)
   mapfile -t snaps < <(ls "$run"/snapshots/network-*.safetensors 2>/dev/null)
   [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/$2_mid.safetensors"
@@ -119,8 +114,9 @@ with safe_open(sys.argv[1], "pt") as f:
 PYEOF
   split_big "$OUT/$2.safetensors"
 }
-if [ "${GPU_SKIP_G:-0}" != 1 ] && [ -z "$g_runs" ]; then collect_g pack-g-lowlr G_compact; fi
-for pair in $g_runs; do collect_g "pack-g-b${pair%%:*}-lr${pair##*:}" "G_b${pair%%:*}_lr${pair##*:}" nomid; done
+for pair in $g_runs; do
+  collect_g "pack-g-b${pair%%:*}-lr${pair##*:}" "G_b${pair%%:*}_lr${pair##*:}" "$([ "$n_g" = 1 ] && echo mid)"
+done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do collect_e "pack-e2style-wn$wn" "E_wn$wn"; done
 fi
