@@ -353,5 +353,38 @@ def test_encoded_faces_are_scored_like_generated_ones(tmp_path, monkeypatch):
     both = pd.concat_samples(samples, pd.Samples(samples.w[:100], samples.feats[:100], samples.landmarks[:100],
                                                  samples.stats[:100]))
     items = pd.interfacegan_directions(both, lab, encoded=100)
-    assert "600 generated faces (psi 1) and 100 train chips inverted with the e2style encoder" in items[1].notes
+    assert "600 generated faces (psi 1) and 100 train chips inverted with the e2style encoder" in items[0].notes
+    assert "SVM (C 0.1) normal in W on 100 train chips inverted with the e2style encoder (mean" in items[1].notes
     assert "595 generated faces (psi 1) and 95 train chips" in items[2].notes  # no face found in 5 of each
+
+
+def test_fit_mask():
+    np.testing.assert_array_equal(pd.fit_mask(5, 2, "all"), [1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(pd.fit_mask(5, 2, "encoded"), [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(pd.fit_mask(5, 2, "generated"), [1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(pd.fit_mask(5, 0, "encoded"), [1, 1, 1, 1, 1])   # nothing encoded: all
+    with pytest.raises(ValueError):
+        pd.fit_mask(5, 2, "some")
+
+
+def test_gender_is_fitted_on_the_encoded_chips_only():
+    """ATTRIBUTES['gender'] fit_on='encoded': when the encoded chips' gender follows another axis of w
+    than the generated faces', the normal follows the encoded chips; the other attributes use both."""
+    assert pd.ATTRIBUTES["gender"]["fit_on"] == "encoded"
+    samples, lab = _synthetic_samples()
+    enc_feats = samples.feats.copy()
+    enc_feats[:, 1] = samples.w[:, 8]                  # encoded chips: gender on axis 8
+    both = pd.concat_samples(samples, pd.Samples(samples.w, enc_feats, samples.landmarks, samples.stats))
+    dirs = {p.key: p.direction for p in pd.interfacegan_directions(both, lab, encoded=len(samples.w))}
+    assert int(np.argmax(np.abs(dirs["gender"].vector))) == 8 and dirs["gender"].vector[8] > 0
+    assert int(np.argmax(np.abs(dirs["age"].vector))) == 0
+    alone = {p.key: p.direction for p in pd.interfacegan_directions(samples, lab)}  # nothing encoded: all faces
+    assert int(np.argmax(np.abs(alone["gender"].vector))) == 1
+
+
+@pytest.mark.parametrize("sha", list(pd.NAMES))
+def test_component_names_are_unique_per_generator(sha):
+    """The app lists directions by name: two components of one generator must not share one."""
+    names = [e["name"] for e in pd.NAMES[sha].values() if "name" in e and not e.get("skip")]
+    names += [spec["name"] for spec in pd.ATTRIBUTES.values()]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -497,10 +497,16 @@ class PackDirection:
 #: the image statistics as well cost ~0.08 of Spearman. On 10 held-out chips inverted with the
 #: projector no gender variant tried (ratio 0.05-0.3, with or without conditioning) moved its
 #: Spearman by more than 0.06.
+#: Gender is fitted on the encoded train chips only, with a softer SVM (C 0.1), when ``--encoded`` gives
+#: some: on 60 held-out chips outside bench_pack's 50, inverted with the encoder of the 438-kimg
+#: generator, its Spearman was 0.89 fitted on generated + encoded faces, 0.93 on the encoded ones
+#: only, 0.95 with C 0.1 (0.94 with C 0.01) and 0.49 on generated faces only; the labeller reads
+#: G's renderings of real chips as more female than the chips (+2 logits), and a normal fitted on
+#: generated faces barely moves an encoded code's gender.
 ATTRIBUTES: dict[str, dict[str, Any]] = {
     "age": {"ratio": 0.30, "condition": STAT_NAMES, "range": (-8.0, 8.0),
             "name": "age", "label": "Age (younger - older)"},
-    "gender": {"ratio": 0.15, "condition": ("age",), "range": (-6.0, 6.0),
+    "gender": {"ratio": 0.15, "condition": ("age",), "range": (-6.0, 6.0), "fit_on": "encoded", "C": 0.1,
                "name": "gender", "label": "Gender (male - female)"},
     "smile": {"ratio": 0.15, "condition": ("age", "gender", *STAT_NAMES), "range": (-8.0, 8.0),
               "name": "smile", "label": "Smile (mouth width)"},
@@ -524,6 +530,19 @@ def attribute_scores(samples: Samples, lab: Labeller) -> dict[str, tuple[np.ndar
     return out
 
 
+def fit_mask(n: int, encoded: int, fit_on: str) -> np.ndarray:
+    """Which of ``n`` samples (the last ``encoded`` of them inverted train chips) a normal is fitted on:
+    ``fit_on`` 'all', 'encoded' or 'generated'; 'encoded' without encoded samples falls back to all."""
+    if fit_on not in ("all", "encoded", "generated"):
+        raise ValueError(f"fit_on must be 'all', 'encoded' or 'generated', not {fit_on!r}")
+    m = np.ones(n, dtype=bool)
+    if fit_on == "encoded" and encoded > 0:
+        m[:n - encoded] = False
+    elif fit_on == "generated":
+        m[n - encoded:] = False
+    return m
+
+
 def interfacegan_directions(samples: Samples, lab: Labeller, *, ratios: dict[str, float] | None = None,
                             psi: float = 1.0, seed: int = 0, encoded: int = 0,
                             encoder: str = "e2style") -> list[PackDirection]:
@@ -535,9 +554,14 @@ def interfacegan_directions(samples: Samples, lab: Labeller, *, ratios: dict[str
     scores = attribute_scores(samples, lab)
     ratios = {**{k: v["ratio"] for k, v in ATTRIBUTES.items()}, **(ratios or {})}
     raw = {}
+    fit_masks: dict[str, np.ndarray] = {}
     for key in (*ATTRIBUTES, *STAT_NAMES):
         mask, y, _ = scores[key]
-        raw[key] = interfacegan(w[mask], y, name=key, ratio=ratios.get(key, 0.3), seed=seed)
+        spec = ATTRIBUTES.get(key, {})
+        use = fit_mask(len(w), encoded, spec.get("fit_on", "all"))
+        fit_masks[key] = mask & use
+        raw[key] = interfacegan(w[mask & use], y[use[mask]], name=key, ratio=ratios.get(key, 0.3),
+                                C=float(spec.get("C", 1.0)), seed=seed)
     final: dict[str, Any] = {}
     out = []
     for key, spec in ATTRIBUTES.items():           # in order: a direction is conditioned on final earlier ones
@@ -547,11 +571,15 @@ def interfacegan_directions(samples: Samples, lab: Labeller, *, ratios: dict[str
         d.name, d.default_range = spec["name"], spec["range"]
         d.meta.pop("labels", None)
         final[key] = d
-        mask, _, what = scores[key]
+        _, _, what = scores[key]
+        mask = fit_masks[key]
         n_enc = int(mask[len(mask) - encoded:].sum()) if encoded else 0
-        faces = f"{int(mask.sum()) - n_enc} generated faces (psi {psi:g})" + \
-            (f" and {n_enc} train chips inverted with the {encoder} encoder (mean of the W+ rows)" if n_enc else "")
-        notes = (f"InterFaceGAN linear SVM normal in W on {faces}, "
+        n_gen = int(mask.sum()) - n_enc
+        faces = " and ".join(
+            ([f"{n_gen} generated faces (psi {psi:g})"] if n_gen else []) +
+            ([f"{n_enc} train chips inverted with the {encoder} encoder (mean of the W+ rows)"] if n_enc else []))
+        c = float(spec.get("C", 1.0))
+        notes = (f"InterFaceGAN linear SVM{f' (C {c:g})' if c != 1.0 else ''} normal in W on {faces}, "
                  f"top/bottom {ratios[key]:.0%} of {what} (SVM validation accuracy "
                  f"{raw[key].meta['val_accuracy']:.2f}); conditioned on {', '.join(spec['condition'])} "
                  f"(cosine before: {', '.join(f'{k} {v:+.2f}' for k, v in cos.items())})")
@@ -624,6 +652,66 @@ NAMES: dict[str, dict[str, dict]] = {
         "sefa_fine_0": {"name": "tint: pink - yellow", "label": "Colour tint: pink - yellow (fine rows)",
                         "range": [-5.0, 5.0],
                         "notes": "inspected: on the 64-px rows, a pinkish tint to a yellower, more saturated one; weak"},
+        "sefa_fine_1": {"name": "white balance", "label": "White balance: warm - cool (fine rows)", "range": [-5.0, 5.0],
+                        "notes": "inspected: orange, warm colour to bluish, cool colour; face and shape unchanged"},
+    },
+    # cpu64-wide continued on the H200 at batch 256, lr 0.0025: 438 kimg (FD-VGG16 7.44); the same survey grids.
+    "7de568850498bc0346912b1215fbc667dfc16ee2b28dc897d872708ce4f8cd5a": {
+        "age": {"notes": "inspected: a smooth, young face to an older, lined face with greying hair and glasses on "
+                         "some faces; towards +8 the skin darkens and the background lightens"},
+        "gender": {"notes": "inspected: heavy brows and darker, rougher skin to a smoother, lighter face with made-up "
+                            "eyes and lips"},
+        "smile": {"notes": "inspected: closed lips to a wide smile showing teeth; towards +8 the skin darkens and "
+                           "warms"},
+        "mouth_open": {"notes": "inspected: closed lips to an open smile showing teeth; the skin darkens and warms "
+                                "towards +8"},
+        "ganspace_0": {"name": "skin tone", "label": "Skin tone & brightness (darker - lighter)",
+                       "layers": "medium+fine", "range": [-5.0, 5.0],
+                       "notes": "inspected: on the medium rows, darker, older-looking skin to lighter, smoother skin; "
+                                "on all rows it also turns an older man into a young woman, so it is kept off the "
+                                "coarse rows"},
+        "ganspace_1": {"name": "face shape & hair", "label": "Round face - slim face framed by dark hair",
+                       "layers": "coarse", "range": [-5.0, 5.0],
+                       "notes": "inspected: on the coarse rows, a round, soft, child-like face to a slimmer face "
+                                "framed by dark hair on a lighter background"},
+        "ganspace_2": {"name": "older look", "label": "Older look & glasses (medium rows)", "layers": "medium",
+                       "range": [-6.0, 6.0],
+                       "notes": "inspected: a smooth young face to lined skin, a wider grin and glasses on some "
+                                "faces; also more masculine"},
+        "ganspace_3": {"name": "warm - grey colour", "label": "Colour: warm - grey (component 3)", "layers": "all",
+                       "range": [-4.5, 4.5],
+                       "notes": "inspected: weak; reddish saturated colour to a paler, greyer picture; no single "
+                                "layer group carries it"},
+        "ganspace_4": {"name": "younger - older", "label": "Younger - older look (component 4, medium rows)",
+                       "layers": "medium", "range": [-6.0, 6.0],
+                       "notes": "inspected: like component 2, weaker: smooth warm skin to sallow skin with shaded, "
+                                "glasses-like eyes"},
+        "ganspace_5": {"name": "pale - warm skin", "label": "Skin colour: pale - warm (component 5)", "layers": "all",
+                       "range": [-4.0, 4.0],
+                       "notes": "inspected: pale, cool skin to warm, tanned, more saturated skin"},
+        "ganspace_6": {"skip": True, "notes": "inspected: a weaker mix of components 0 and 5"},
+        "ganspace_7": {"skip": True, "notes": "inspected: barely visible"},
+        "sefa_coarse_0": {"name": "coarse 0: background", "label": "Background & hair darkness (SeFa coarse 0)",
+                          "range": [-5.0, 5.0],
+                          "notes": "inspected: on its coarse rows, a light background to a darker background and "
+                                   "hair; weak"},
+        "sefa_coarse_1": {"name": "slim - round face", "label": "Slim face, long dark hair - round, bright face",
+                          "range": [-4.0, 4.0],
+                          "notes": "inspected: on its coarse rows, a slim face framed by long dark hair on a light "
+                                   "background to a round, bright face; past +4 the eyes smear"},
+        "sefa_coarse_2": {"skip": True, "notes": "inspected: almost no change on its own (coarse) rows"},
+        "sefa_coarse_3": {"skip": True, "notes": "inspected: almost no change on its own (coarse) rows"},
+        "sefa_medium_0": {"name": "skin tone (medium)", "label": "Skin tone: darker, older - lighter (medium rows)",
+                          "range": [-5.0, 5.0],
+                          "notes": "inspected: on its medium rows, darker, weathered skin to lighter, smoother skin"},
+        "sefa_medium_1": {"name": "youthful - older", "label": "Youthful - older (medium rows; darkens skin)",
+                          "range": [-4.0, 4.0],
+                          "notes": "inspected: strong: a child-like pale face to an older adult with darker skin, "
+                                   "harder features and glasses; entangled with skin tone and gender"},
+        "sefa_medium_2": {"name": "vivid - washed out", "label": "Contrast: vivid - washed out (medium rows)",
+                          "range": [-5.0, 5.0],
+                          "notes": "inspected: saturated, sharp eyes and a toothy smile to a pale, hazy face"},
+        "sefa_fine_0": {"skip": True, "notes": "inspected: almost no change on its own (fine) rows"},
         "sefa_fine_1": {"name": "white balance", "label": "White balance: warm - cool (fine rows)", "range": [-5.0, 5.0],
                         "notes": "inspected: orange, warm colour to bluish, cool colour; face and shape unchanged"},
     },
