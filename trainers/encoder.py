@@ -23,7 +23,9 @@ wall clock (with a final evaluation and snapshot) and runs the decay on whicheve
 steps or time, so a run on a machine of unknown speed still ends at lr 0. ``--init MODEL`` starts
 from another encoder's weights (a run's ``best.safetensors`` or snapshot, or a model pack's encoder,
 of the same ``--arch`` / ``--size``; for e2style the file may have fewer stages, the rest start as
-identities) with a fresh optimizer, e.g. to continue the pack's encoder under a new schedule or loss.
+identities: fresh backbones, or with ``--refine-init copy`` copies of the trained first stage whose
+extra input channels start at zero) with a fresh optimizer, e.g. to continue the pack's encoder
+under a new schedule or loss, or to add a refinement stage to it.
 
 Losses (weights are flags ``--lambda-*``):
 
@@ -172,6 +174,7 @@ class EncoderTrainConfig:
     decay_fraction: float = 0.0              # linear lr decay to 0 over this last fraction of --steps (0: constant)
     time_budget: float | None = None         # seconds for this invocation; the lr decay follows time if ahead
     init: str | None = None                  # start from this encoder's weights (a model file or pack, same arch)
+    refine_init: str = "fresh"               # e2style --init: refinement stages the file lacks: 'fresh' | 'copy'
     lambda_l2: float = 1.0
     lambda_lpips: float = 0.8
     lpips_net: str = "vgg"                   # training-loss LPIPS: 'vgg' | 'alex' (pSp's choice, far cheaper)
@@ -273,6 +276,8 @@ def validate(cfg: EncoderTrainConfig) -> None:
         raise UserError(f"--id-levels must be 1 (descriptor) .. 5 (multi-layer), got {cfg.id_levels}")
     if cfg.abort not in ("relative", "absolute", "off"):
         raise UserError(f"--abort must be 'relative', 'absolute' or 'off', got {cfg.abort!r}")
+    if cfg.refine_init not in ("fresh", "copy"):
+        raise UserError(f"--refine-init must be 'fresh' or 'copy', got {cfg.refine_init!r}")
     if cfg.abort != "off" and (cfg.arch != "e2style" or cfg.stages < 2):
         raise UserError("--abort applies to --arch e2style with --stages 2 or more; use --abort off")
     if cfg.arch == "e2style":
@@ -373,6 +378,28 @@ def build_encoder(cfg: EncoderTrainConfig, num_ws: int, w_dim: int, resolution: 
                     head[-1].weight.zero_()
                     head[-1].bias.zero_()
     return enc, size
+
+
+def copy_first_stage(enc: nn.Module, stages: list[int]) -> None:
+    """``--refine-init copy``: E2Style refinement ``stages`` start as copies of the (trained) first stage,
+    so they begin with its face features instead of random ones. The stem's extra input channels (the
+    previous reconstruction) start at zero and the heads' last linear layers stay at zero, so each
+    copied stage still starts as the identity (a zero residual)."""
+    first = enc.stages[0].state_dict()
+    with torch.no_grad():
+        for k in stages:
+            stage = enc.stages[k]
+            own = stage.state_dict()
+            for name, v in first.items():
+                if name.startswith(tuple(f"output_layer_{i}.3." for i in (3, 4, 5))):
+                    continue  # the residual heads' last linear layers: zero
+                if own[name].shape == v.shape:
+                    own[name].copy_(v)
+                elif v.dim() == 4 and own[name].shape[1] > v.shape[1]:  # the stem: [width, 6, 3, 3] <- [width, 3, 3, 3]
+                    own[name].zero_()
+                    own[name][:, : v.shape[1]].copy_(v)
+                else:
+                    raise ValueError(f"cannot copy {name}: {tuple(v.shape)} into {tuple(own[name].shape)}")
 
 
 def find_default_pack() -> Path:
@@ -760,8 +787,12 @@ class Trainer:
                             f"must match the generator's rows and the file's network; first differences: "
                             f"{', '.join(what)})")
         self.encoder.load_state_dict({**mine, **{k: v.to(mine[k].dtype) for k, v in theirs.items()}})
+        how = "fresh"
+        if missing and self.cfg.refine_init == "copy":
+            copy_first_stage(self.encoder, sorted({int(k.split(".")[1]) for k in missing}))
+            how = "copied from stage 1"
         log.info("initialised the encoder from %s (%d tensors%s)", path, len(theirs),
-                 f"; {len(missing)} of later stages fresh" if missing else "")
+                 f"; {len(missing)} of later stages {how}" if missing else "")
 
     def _load_resume(self, path: Path) -> None:
         st = safe_torch_load(path)

@@ -24,7 +24,7 @@ from studio.core.nets.light import light_encoder
 from studio.core.nets.stylegan2 import Generator
 from tests.trainers.run_checks import assert_run_dir_intact
 from trainers.common import UserError
-from trainers.encoder import EncoderTrainConfig, Trainer, e4e_codes, e4e_deltas_on, main
+from trainers.encoder import EncoderTrainConfig, Trainer, e4e_codes, e4e_deltas_on, main, resolve_defaults, validate
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK_KEYS = {"event", "step", "signal", "prev", "abort_count", "active_stages", "time"}
@@ -287,6 +287,24 @@ def test_init_from_another_run_and_the_lr_decay(tiny_g, tmp_path):
     assert f.name == entry["file"] == "encoder-e2style.safetensors"
     assert entry["metrics"]["step"] == 3
     assert entry["parameters"] == sum(p.numel() for p in first.encoder.parameters())
+
+    # --refine-init copy: the refinement stage starts as a copy of the trained first stage that reads the
+    # image (the previous reconstruction's stem channels at zero) and still adds a zero residual
+    c = Trainer(tiny_cfg(tiny_g, arch="e2style", stages=2, init=str(snap), abort="off", refine_init="copy"), None,
+                tqdm_bar=False)
+    first, second = state(c.encoder.stages[0]), state(c.encoder.stages[1])
+    stem = "input_layer.0.weight"
+    assert torch.equal(second[stem][:, :3], first[stem]) and not second[stem][:, 3:].any()
+    heads = [k for k in second if k.startswith(("output_layer_3.3.", "output_layer_4.3.", "output_layer_5.3."))]
+    assert len(heads) == 6 and all(not second[k].any() for k in heads)
+    assert all(torch.equal(second[k], first[k]) for k in second if k != stem and k not in heads)
+    with torch.no_grad():
+        c.encoder.eval()
+        codes = c.pipeline(x)[1]
+        c.encoder.set_active_stages(1)
+        assert torch.allclose(c.pipeline(x)[1], codes)
+    with pytest.raises(UserError, match="--refine-init"):
+        validate(resolve_defaults(tiny_cfg(tiny_g, arch="e2style", refine_init="clone", synthetic_fraction=1.0)))
 
     with pytest.raises(UserError, match="kind 'e2style'"):
         Trainer(tiny_cfg(tiny_g, arch="psp", init=str(snap)), None, tqdm_bar=False)
