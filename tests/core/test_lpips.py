@@ -63,7 +63,7 @@ def test_app_copy_holds_the_same_tensors(net):
     FeatureNet(net, RESOURCES)  # loads strictly
 
 
-def test_int8_round_trip_and_damaged_files(tmp_path):
+def test_int8_round_trip_and_damaged_files(tmp_path, monkeypatch):
     """quantize_int8 / dequantize_int8: exact for values on the grid, a clear error for a scale-less int8
     tensor; the resources tool writes a VGG16 the loader finds before any other copy in the folder."""
     from safetensors.torch import save_file
@@ -82,3 +82,15 @@ def test_int8_round_trip_and_damaged_files(tmp_path):
     save_file({"features.0.weight": q["features.0.weight"]}, str(bad))
     with pytest.raises(CheckpointError, match="8-bit"):
         load_weight_files(bad)
+
+    # full precision wins wherever it is; the 8-bit copy is the fallback
+    (tmp_path / "exact").mkdir()
+    exact = tmp_path / "exact" / "vgg16_features_fp16.safetensors"
+    save_file({"features.0.bias": torch.ones(2)}, str(exact))
+    assert find_weights("vgg") != bad
+    import studio.core.nets.perceptual as perceptual
+
+    monkeypatch.setattr(perceptual, "default_weight_dirs", lambda: [tmp_path, tmp_path / "exact"])
+    assert find_weights("vgg") == exact
+    exact.unlink()
+    assert find_weights("vgg") == bad

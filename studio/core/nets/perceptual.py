@@ -66,8 +66,10 @@ def default_weight_dirs() -> list[Path]:
 def find_weights(net: str, weights_dir: str | Path | None = None) -> Path | list[Path]:
     """The backbone weights: the ``.pth`` of ``shared/data/lpips``, or the app's safetensors copy
     (``<stem>.safetensors``, shards ``<stem>.part<k>.safetensors`` that keep each file small, or the
-    8-bit ``<net>_features_int8.safetensors`` of :func:`quantize_int8`); the first folder that has one
-    wins, and within a folder the order is that one."""
+    8-bit ``<net>_features_int8.safetensors`` of :func:`quantize_int8`). Full-precision weights win
+    wherever they are (the first folder that has them, in that order), so a checkout next to
+    ``shared/data`` measures with the original numbers; the 8-bit copy (the installed app's VGG16) is
+    the fallback."""
     name = WEIGHT_FILES[net]
     stem = name.removesuffix(".pth")
     dirs = [Path(weights_dir)] if weights_dir else default_weight_dirs()
@@ -79,6 +81,7 @@ def find_weights(net: str, weights_dir: str | Path | None = None) -> Path | list
         shards = sorted(d.glob(f"{stem}.part*.safetensors"))
         if shards:
             return shards
+    for d in dirs:
         q8 = d / f"{stem.removesuffix('_fp16')}_int8.safetensors"
         if q8.is_file():
             return q8
