@@ -14,6 +14,8 @@
 # needed: `cat F.part-* > F` to join) plus logs and grids. GPU_SKIP_G=1 / GPU_SKIP_E=1 leave one out.
 # The encoder stops itself after TRAIN_SEC - 60 s (--time-budget, its lr decay following the clock).
 # GPU_E_WNORMS="0.005 0.02" trains one encoder per w-norm weight (E_wn<value>.safetensors each).
+# GPU_E_STAGES (default 2, the pack encoder's stage count since 2026-11-28; never fewer): E2Style stages; stages the pack's
+# encoder lacks start as copies of its first stage (--refine-init copy), all trained, no abortion.
 # GPU_CRG=1 also retrains the CRG encoder against GPU_PACK's generator (E_crg.safetensors). The
 # encoders come back without the generator's tensors: gpu_session_merge.py puts them back.
 # The working tree travels only up to 64 MiB: for an encoder-only session move the tracked
@@ -64,8 +66,8 @@ for pair in $g_runs; do
 done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do
-    train "pack-e2style-wn$wn" trainers.encoder --arch e2style --stages 1 --size light \
-      --model "$PACK" --init "$PACK" --data /tmp/utk/images --synthetic-fraction 0.25 \
+    train "pack-e2style-wn$wn" trainers.encoder --arch e2style --stages "${GPU_E_STAGES:-2}" --abort off \
+      --refine-init copy --size light --model "$PACK" --init "$PACK" --data /tmp/utk/images --synthetic-fraction 0.25 \
       --lpips-net vgg --lambda-w-norm "$wn" --lr 3e-4 --decay-fraction 0.5 --batch 32 \
       --steps "${GPU_E_STEPS:-100000}" --time-budget $(( TRAIN_SEC - 60 )) \
       --eval-every 250 --eval-batch 64 --snapshot-every 500 --log-every 50 --out "$ROOT" --desc "pack-e2style-wn$wn" --no-tqdm &
