@@ -94,3 +94,26 @@ def test_int8_round_trip_and_damaged_files(tmp_path, monkeypatch):
     assert find_weights("vgg") == exact
     exact.unlink()
     assert find_weights("vgg") == bad
+
+
+@pytest.mark.skipif(not LPIPS_DATA.is_dir(), reason="shared LPIPS weights not found")
+def test_resources_tool_writes_one_vgg_copy(tmp_path):
+    """trainers.tools.lpips_resources: int8 by default, fp16 shards under 20 MB on request; switching
+    format leaves exactly one VGG16 copy for the loader; the AlexNet tensors and heads are the originals."""
+    from trainers.tools.lpips_resources import write
+
+    out = tmp_path / "lpips"
+    write(LPIPS_DATA, out, vgg="fp16")
+    shards = sorted(out.glob("vgg16_features_fp16.part*.safetensors"))
+    assert len(shards) >= 2 and all(p.stat().st_size < 20_000_000 for p in shards)
+    assert find_weights("vgg", out) == shards
+    orig = load_weight_files(find_weights("vgg", LPIPS_DATA))
+    ours = load_weight_files(shards)
+    assert set(ours) == set(orig) and all(torch.equal(ours[k], orig[k]) for k in orig)
+
+    write(LPIPS_DATA, out)
+    assert not list(out.glob("vgg16_features_fp16*")) and find_weights("vgg", out) == out / "vgg16_features_int8.safetensors"
+    assert (out / "lpips_v0.1_vgg_lin.pth").read_bytes() == (LPIPS_DATA / "lpips_v0.1_vgg_lin.pth").read_bytes()
+    alex = load_weight_files(find_weights("alex", out))
+    alex_orig = load_weight_files(find_weights("alex", LPIPS_DATA))
+    assert all(torch.equal(alex[k], alex_orig[k]) for k in alex_orig)

@@ -8,8 +8,8 @@
   one file) - or with ``--vgg fp16`` the float16 tensors (29 MB) in two shards under 20 MB each;
 * the two linear heads (``lpips_v0.1_*_lin.pth``, a few kB) copied byte for byte.
 
-Older copies of the VGG16 weights in ``--out`` (the other format) are removed, so the loader cannot
-pick a stale one. Every file is written atomically. Only tensors are read (``weights_only``).
+Older copies of the VGG16 weights in ``--out`` (the other format, or surplus shards) are removed
+once the new copy is written, so the loader cannot pick a stale one. Every file is written atomically. Only tensors are read (``weights_only``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ def write(src: Path, out: Path, *, vgg: str = "int8") -> list[Path]:
     _save(alex, written[-1], {"source": WEIGHT_FILES["alex"], "dtype": "float16"})
 
     sd = load_weight_files(src / WEIGHT_FILES["vgg"])
-    for old in [*out.glob("vgg16_features_fp16.part*.safetensors"), out / "vgg16_features_fp16.safetensors",
-                out / "vgg16_features_int8.safetensors"]:
-        old.unlink(missing_ok=True)
+    stale = {*out.glob("vgg16_features_fp16.part*.safetensors"), out / "vgg16_features_fp16.safetensors",
+             out / "vgg16_features_int8.safetensors"}
     if vgg == "int8":
         written.append(out / "vgg16_features_int8.safetensors")
         _save(quantize_int8(sd), written[-1], {"source": WEIGHT_FILES["vgg"],
@@ -64,6 +63,8 @@ def write(src: Path, out: Path, *, vgg: str = "int8") -> list[Path]:
         for i, part in enumerate(shards, 1):
             written.append(out / f"vgg16_features_fp16.part{i}.safetensors")
             _save(part, written[-1], {"source": WEIGHT_FILES["vgg"], "dtype": "float16"})
+    for old in stale - set(written):  # only once the new copy is complete
+        old.unlink(missing_ok=True)
     for name in HEADS:
         atomic_write_bytes(out / name, (src / name).read_bytes())
         written.append(out / name)
