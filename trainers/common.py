@@ -315,12 +315,33 @@ def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) 
     return cfg
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``--device``: 'auto' (or none) = CUDA when present, else the CPU. A CUDA device asked for on a
+    machine without one (a run or snapshot made on a GPU machine, continued on a laptop) is a
+    ``UserError`` that says how to go on, not a traceback from the first ``.to()``."""
+    if name is None or str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name!r}: give 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise UserError(f"--device {name}: this machine has no CUDA device (the run may have been made on "
+                            "a GPU machine); add --device cpu (or --device auto) to continue on the CPU")
+        if dev.index is not None and dev.index >= n:
+            raise UserError(f"--device {name}: this machine has {n} CUDA device(s) (cuda:0 .. cuda:{n - 1})")
+    elif dev.type != "cpu":
+        raise UserError(f"--device {name!r}: give 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
 def init_trainer(trainer, cfg, run_dir, *, tqdm_bar: bool, should_stop, on_progress) -> None:
     """The set-up every trainer starts with: ``trainer.device`` (``cfg.device``, 'auto' = CUDA when
     present), the process group under torchrun, ``cfg.threads``, ``rank`` / ``world`` and ``sl`` (this
     rank's samples of every global batch), ``run_dir`` and the GUI hooks."""
-    trainer.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                                  ("cpu" if cfg.device == "auto" else cfg.device))
+    trainer.device = resolve_device(cfg.device)
     init_distributed(trainer.device)
     if trainer.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels

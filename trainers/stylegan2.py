@@ -108,6 +108,10 @@ class TrainConfig:
     style_mixing: float = 0.9
     ema_kimg: float = 10.0
     ema_rampup: float | None = 0.05
+    # more G_ema copies with these half-lives in kimg ("40,80"; fixed, no ramp-up), snapshotted
+    # beside the main one (snapshots/ema<K>/, float16), so the averaging can be chosen by FD after
+    # the run: at batch 256 the main one's 10 kimg averages only ~40 steps
+    ema_extra_kimg: str = ""
     augment: str = "ada"            # 'ada' (adaptive p) | 'diffaugment' (p = 1) | 'none'
     ada_target: float = 0.6
     ada_kimg: float = 20.0
@@ -127,6 +131,10 @@ class TrainConfig:
     data_cache: str | None = None
     max_steps: int | None = None    # for tests
     lpips_dir: str | None = None
+
+
+# Settings of the machine a run was made on, not of the recipe: a compact snapshot does not carry them.
+MACHINE_FIELDS = ("data", "out", "device", "threads", "data_cache", "lpips_dir")
 
 
 def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
@@ -156,12 +164,20 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
             return TrainConfig(), args
         meta, _ = read_compact(args.resume_compact)
         cfg = TrainConfig(**meta["config"])
+        # A compact snapshot travels between machines: what describes the machine it was made on
+        # (device, threads, where the data / runs / caches were) is not carried over.
+        machine = TrainConfig()
+        for name in MACHINE_FIELDS:
+            setattr(cfg, name, getattr(machine, name))
+        if not args.data and meta["config"].get("data") and Path(meta["config"]["data"]).is_dir():
+            cfg.data = meta["config"]["data"]
         for f in dataclasses.fields(TrainConfig):
             v = getattr(args, f.name, None)
             if f.name not in skip and v is not None:
                 setattr(cfg, f.name, v)
         if args.data:
             cfg.data = args.data
+        validate(cfg)
         return cfg, args
     if args.resume:
         return config_from_run(args, TrainConfig, "generator", (
@@ -178,6 +194,23 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     return cfg, args
 
 
+def extra_ema_kimgs(cfg: TrainConfig) -> list[float]:
+    """``--ema-extra-kimg "40,80"`` as [40.0, 80.0] (a clear error for anything else)."""
+    out = []
+    for part in str(cfg.ema_extra_kimg or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            k = float(part)
+        except ValueError:
+            k = -1.0
+        if not (k > 0 and math.isfinite(k)):
+            raise UserError(f"--ema-extra-kimg {cfg.ema_extra_kimg!r}: give half-lives in kimg, e.g. \"40,80\"")
+        if k not in out:
+            out.append(k)
+    return out
+
+
 def validate(cfg: TrainConfig) -> None:
     if not cfg.data:
         raise UserError("--data: give a folder of face images (e.g. ../shared/data/utkface/images)")
@@ -189,6 +222,10 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"--resolution must be a power of two >= 8, got {cfg.resolution}")
     if cfg.batch < 2:
         raise UserError("--batch must be at least 2")
+    extra_ema_kimgs(cfg)
+    if cfg.d == "residual" and cfg.batch > 4 and cfg.batch % 4:
+        raise UserError(f"--batch {cfg.batch}: the residual discriminator compares images in groups of 4 "
+                        f"(minibatch stddev); give a multiple of 4, e.g. --batch {cfg.batch // 4 * 4 or 4}")
 
 
 # ----------------------------------------------------------------------------
@@ -244,6 +281,7 @@ class Trainer:
         self.G.to(self.device).train()
         self.D.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.G_ema_extra = {k: copy.deepcopy(self.G_ema) for k in extra_ema_kimgs(cfg)}
         self.r1_gamma = cfg.r1_gamma if cfg.r1_gamma is not None else 0.0002 * cfg.resolution**2 / cfg.batch
         g_ratio = losses.lazy_ratio(cfg.pl_every if cfg.pl_weight > 0 else 0)
         d_ratio = losses.lazy_ratio(cfg.r1_every if (cfg.d == "residual" and self.r1_gamma > 0) else 0)
@@ -322,6 +360,8 @@ class Trainer:
             self._phase("G_pl", self._g_pl, stats)
         self.cur_nimg += cfg.batch
         losses.update_ema(self.G_ema, self.G, losses.ema_beta(cfg.batch, self.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
+        for k, net in self.G_ema_extra.items():
+            losses.update_ema(net, self.G, losses.ema_beta(cfg.batch, self.cur_nimg, k, None))
         self.ada.step(cfg.batch)
         stats["augment_p"] = self.ada.p
         self.step += 1
@@ -405,6 +445,7 @@ class Trainer:
             "ada": self.ada.state_dict(), "pl_mean": self.pl_mean.cpu(), "step": self.step,
             "cur_nimg": self.cur_nimg, "rng": self.gen.get_state(), "stream": self.stream.state_dict(),
             "best_fd": self.best_fd, "fd_history": json.dumps(self.fd_history),
+            "G_ema_extra": {_ema_key(k): net.state_dict() for k, net in self.G_ema_extra.items()},
         }
 
     def _load_resume(self, path: Path) -> None:
@@ -425,6 +466,9 @@ class Trainer:
         self.stream.load_state_dict(st["stream"])
         self.best_fd = float(st["best_fd"])
         self.fd_history = json.loads(st["fd_history"])
+        saved = st.get("G_ema_extra") or {}
+        for k, net in self.G_ema_extra.items():  # one not in the snapshot starts from G_ema
+            net.load_state_dict(saved.get(_ema_key(k), self.G_ema.state_dict()))
 
     def _load_compact(self, path: Path) -> None:
         meta, nets = read_compact(path)
@@ -442,6 +486,8 @@ class Trainer:
         self.stream.load_state_dict(meta["stream"])
         self.best_fd = float(meta["best_fd"])
         self.fd_history = json.loads(meta["fd_history"])
+        for net in self.G_ema_extra.values():  # a compact snapshot keeps G_ema only: they start from it
+            net.load_state_dict(self.G_ema.state_dict())
 
     def save_snapshot(self, *, reason: str) -> None:
         """Resume snapshot (always) and a network snapshot of G_ema in our format."""
@@ -455,16 +501,22 @@ class Trainer:
         snaps = sorted((self.run_dir / "snapshots").glob("network-*kimg.safetensors"))
         for old in snaps[:-self.cfg.keep_snapshots]:
             old.unlink(missing_ok=True)
+        for k, net in self.G_ema_extra.items():
+            folder = self.run_dir / "snapshots" / _ema_key(k)
+            self._save_network(folder / snap.name, kimg, {"ema_kimg": k}, net=net, half=True)
+            for old in sorted(folder.glob("network-*kimg.safetensors"))[:-self.cfg.keep_snapshots]:
+                old.unlink(missing_ok=True)
         log.info("snapshot at %.3f kimg (%s)", kimg, reason)
 
-    def _save_network(self, path: Path, kimg: float, extra: dict | None = None) -> None:
-        bundle = ModelBundle(format="stylestudio", path="", generator=copy.deepcopy(self.G_ema).cpu(),
+    def _save_network(self, path: Path, kimg: float, extra: dict | None = None, *, net=None,
+                      half: bool = False) -> None:
+        bundle = ModelBundle(format="stylestudio", path="", generator=copy.deepcopy(net or self.G_ema).cpu(),
                              discriminator=None)
         bundle.meta["provenance"] = {"trainer": "trainers.stylegan2", "kimg": round(kimg, 3),
                                      "run": self.run_dir.name if self.run_dir else None,
                                      "config": asdict(self.cfg), **(extra or {})}
         bundle.meta["licence"] = "inherits the licence of the training images"
-        stylestudio_fmt.save(bundle, path)
+        stylestudio_fmt.save(bundle, path, half=half)
 
     # -- evaluation & samples --------------------------------------------------------------------
 
@@ -605,6 +657,10 @@ class Trainer:
 # Compact snapshots: what a run needs to continue, small enough to keep in git (trainers/pack/).
 
 COMPACT_FORMAT = "stylestudio-gan-compact"
+
+
+def _ema_key(kimg: float) -> str:
+    return f"ema{kimg:g}"
 
 
 def export_compact(run_dir: str | Path, out: str | Path) -> Path:

@@ -115,6 +115,54 @@ def _env():
 
 
 @pytest.mark.slow
+def test_extra_ema_copies_average_snapshot_and_resume(data_dir, tmp_path):
+    """--ema-extra-kimg: each copy follows G with its own fixed half-life, is snapshotted under
+    snapshots/ema<K>/ (float16) and resumes exactly."""
+    kw = dict(ema_extra_kimg="0.05, 1", snapshot_every_kimg=0.016)
+    full = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=6, **kw), None, tqdm_bar=False)
+    assert sorted(full.G_ema_extra) == [0.05, 1.0]
+    for _ in range(3):
+        full.train_step()
+    before = {k: {n: v.clone() for n, v in net.state_dict().items()} for k, net in full.G_ema_extra.items()}
+    full.train_step()
+    g = full.G.state_dict()
+    for k, net in full.G_ema_extra.items():
+        beta = 0.5 ** (full.cfg.batch / (k * 1000))
+        for n, p in dict(full.G.named_parameters()).items():
+            torch.testing.assert_close(net.state_dict()[n], g[n].lerp(before[k][n], beta), rtol=0, atol=1e-6)
+    slow, fast = full.G_ema_extra[1.0].state_dict(), full.G_ema_extra[0.05].state_dict()
+    assert any(not torch.equal(slow[n], fast[n]) for n in slow)
+    for _ in range(2):
+        full.train_step()
+
+    run = tmp_path / "run"
+    run.mkdir()
+    first = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=4, **kw), run, tqdm_bar=False)
+    first.run()
+    snaps = sorted((run / "snapshots" / "ema1").glob("network-*kimg.safetensors"))
+    assert snaps and sorted((run / "snapshots" / "ema0.05").glob("network-*kimg.safetensors"))
+    b = load_checkpoint(snaps[-1])
+    assert b.meta["provenance"]["ema_kimg"] == 1.0
+    for n, v in first.G_ema_extra[1.0].state_dict().items():
+        torch.testing.assert_close(b.generator.state_dict()[n], v, rtol=1e-3, atol=1e-3)  # float16
+    second = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=6, **kw), run, resume_from=run / "resume.pt",
+                     tqdm_bar=False)
+    for _ in range(2):
+        second.train_step()
+    for k, net in full.G_ema_extra.items():
+        for n, v in net.state_dict().items():
+            assert torch.equal(second.G_ema_extra[k].state_dict()[n], v), (k, n)
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-5", "40;80", "nan"])
+def test_extra_ema_refuses_nonsense(bad, data_dir, tmp_path):
+    from trainers.common import UserError
+    from trainers.stylegan2 import validate
+
+    with pytest.raises(UserError, match="--ema-extra-kimg"):
+        validate(tiny_cfg(data_dir, tmp_path, ema_extra_kimg=bad))
+
+
 def test_kill9_then_resume(data_dir, tmp_path):
     cmd = _cli(data_dir, tmp_path, "--kimg", "1", "--snapshot-every-kimg", "0.008", "--sample-every-kimg", "0.016")
     p = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -194,6 +242,67 @@ def test_compact_snapshot_round_trip(data_dir, tmp_path):
     assert torch.equal(b.gen.get_state(), a.gen.get_state())
     b.train_step()  # and it trains on
     assert b.step == a.step + 1
+
+
+def test_compact_snapshot_from_a_gpu_machine_continues_here(data_dir, tmp_path, monkeypatch):
+    """A compact snapshot made on a GPU machine (device cuda, its own threads and data path) is
+    continued on this one: the machine's settings are not carried over, the recipe is."""
+    from dataclasses import asdict
+
+    from safetensors.torch import load_file, save_file
+
+    from trainers.common import atomic_write_json
+    from trainers.stylegan2 import export_compact, parse_args
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = tiny_cfg(data_dir, tmp_path, max_steps=2, batch=8, ema_kimg=3.0)
+    atomic_write_json(run / "config.json", {"train": asdict(cfg)})
+    Trainer(cfg, run, tqdm_bar=False).run()
+    out = export_compact(run, tmp_path / "compact.safetensors")
+    # rewrite its config as the GPU machine's
+    from safetensors import safe_open
+
+    with safe_open(str(out), "pt") as f:
+        meta = json.loads(f.metadata()["stylestudio"])
+    meta["config"].update(device="cuda", threads=16, data="/tmp/elsewhere/images", data_cache="/tmp/elsewhere/c",
+                          out="/tmp/elsewhere/runs")
+    save_file(load_file(str(out)), str(out), metadata={"stylestudio": json.dumps(meta)})
+
+    got, _ = parse_args(["--resume-compact", str(out), "--data", str(data_dir), "--out", str(tmp_path / "r")])
+    assert (got.device, got.threads, got.data_cache, got.lpips_dir) == ("auto", 0, None, None)
+    assert (got.data, got.out) == (str(data_dir), str(tmp_path / "r"))
+    assert (got.batch, got.ema_kimg, got.cfg) == (8, 3.0, "tiny")  # the recipe is kept
+    got, _ = parse_args(["--resume-compact", str(out), "--data", str(data_dir), "--device", "cpu", "--threads", "1"])
+    assert (got.device, got.threads) == ("cpu", 1)
+    with pytest.raises(Exception, match="--data"):  # its own data path is not here: say so
+        parse_args(["--resume-compact", str(out)])
+
+
+def test_batch_that_the_discriminator_cannot_group_is_refused(data_dir, tmp_path):
+    from trainers.common import UserError
+    from trainers.stylegan2 import validate
+
+    with pytest.raises(UserError, match="multiple of 4"):
+        validate(tiny_cfg(data_dir, tmp_path, batch=6))
+    validate(tiny_cfg(data_dir, tmp_path, batch=3))  # one group of 3
+    validate(tiny_cfg(data_dir, tmp_path, batch=6, d="projected"))  # no minibatch stddev there
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_cuda_asked_for_without_cuda_says_what_to_do(name, monkeypatch):
+    from trainers.common import UserError, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(UserError, match="--device cpu"):
+        resolve_device(name)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for bad in ("gpu", "mps", "cuda:x"):
+        with pytest.raises(UserError, match="--device"):
+            resolve_device(bad)
 
 
 def test_projected_discriminator_trains(data_dir, tmp_path):

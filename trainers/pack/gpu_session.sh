@@ -55,13 +55,19 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
 # G_b<BATCH>_lr<LR>.safetensors; with one pair also a snapshot from half-way, for the FD trend: three
 # 19 MB snapshots already fill most of the 64 MB return limit). Default: batch 256 at lr 0.0025, the
 # best of the 2026-11-28 session (at lr 0.001 both batch sizes collapsed; see README.md).
+# GPU_G_EMAS (default "40 80"): G_ema copies with these half-lives (kimg) kept beside the main one
+# (10 kimg, only ~40 steps at batch 256; the EMA alone took FD from 17.4 to 7.4 at 438 kimg); each
+# comes back as G_..._ema<K>.safetensors (float16, last snapshot; with one run and GPU_SKIP_E=1 also
+# the half-way one as ..._ema<K>_mid), to be chosen between by FD here. GPU_G_EMAS="" turns them off.
 g_runs=${GPU_G_RUNS:-256:0.0025}
+g_emas=${GPU_G_EMAS-40 80}
 [ "${GPU_SKIP_G:-0}" = 1 ] && g_runs=""
 n_g=$(wc -w <<< "$g_runs")
 for pair in $g_runs; do
   b=${pair%%:*}; lr=${pair##*:}
   train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
     --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" --batch "$b" \
+    --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" \
     --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots 8 &
 done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
@@ -93,7 +99,13 @@ collect_g() {  # name, prefix[, "mid": also a snapshot from half-way]
   grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 2
   $PY -m trainers.stylegan2 --export-compact "$run" "$OUT/$2.safetensors" || return
   split_big "$OUT/$2.safetensors"
-  [ "${3:-}" = mid ] || return 0
+  for k in $g_emas; do  # the longer averages: last snapshot (+ the half-way one with "mid")
+    mapfile -t snaps < <(ls "$run"/snapshots/ema"$k"/network-*.safetensors 2>/dev/null)
+    [ "${#snaps[@]}" -gt 0 ] || continue
+    cp "${snaps[-1]}" "$OUT/$2_ema$k.safetensors"
+    [ "${3:-}" = mid ] && [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/$2_ema${k}_mid.safetensors"
+  done
+  [ "${3:-}" = mid ] && [ -z "$g_emas" ] || return 0
   # a snapshot from about half-way, for the FD trend (G_ema, fp32)
   mapfile -t snaps < <(ls "$run"/snapshots/network-*.safetensors 2>/dev/null)
   [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/$2_mid.safetensors"
@@ -117,7 +129,8 @@ PYEOF
   split_big "$OUT/$2.safetensors"
 }
 for pair in $g_runs; do
-  collect_g "pack-g-b${pair%%:*}-lr${pair##*:}" "G_b${pair%%:*}_lr${pair##*:}" "$([ "$n_g" = 1 ] && echo mid)"
+  collect_g "pack-g-b${pair%%:*}-lr${pair##*:}" "G_b${pair%%:*}_lr${pair##*:}" \
+    "$([ "$n_g" = 1 ] && { [ -z "$g_emas" ] || [ "${GPU_SKIP_E:-0}" = 1 ]; } && echo mid)"
 done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do collect_e "pack-e2style-wn$wn" "E_wn$wn"; done

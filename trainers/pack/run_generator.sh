@@ -21,7 +21,8 @@ if [ -n "$run" ] && [ -f "$run/config.json" ]; then
 fi
 if [ -f "$COMPACT" ]; then
   echo "continuing from $COMPACT"
-  exec .venv/bin/python -m trainers.stylegan2 --resume-compact "$COMPACT" --out "$ROOT" --desc pack-cpu64wide \
+  exec .venv/bin/python -m trainers.stylegan2 --resume-compact "$COMPACT" --data ../shared/data/utkface/images \
+    --out "$ROOT" --desc pack-cpu64wide \
     --kimg "$KIMG" "$@"
 fi
 exec .venv/bin/python -m trainers.stylegan2 --data ../shared/data/utkface/images --cfg cpu64-wide --d projected \
