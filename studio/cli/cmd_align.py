@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def _unique(name: str, used: set[str]) -> str:
 
 def run(args) -> int:
     from studio.core.align import align_face, get_profile
-    from studio.core.faces import DEFAULT_DETECT_BUDGET, detect_faces
+    from studio.core.errors import NoFaceError
+    from studio.core.faces import DEFAULT_DETECT_BUDGET, RETRY_DETECT_BUDGET, detect_faces
     from studio.core.imageio import load_image, save_image
 
     profile = get_profile(args.profile)
@@ -78,13 +80,15 @@ def run(args) -> int:
     used: set[str] = set()
     failed = 0
     for src in args.inputs:
+        img = None
         try:
             img, info = load_image(src)
             if args.official:
                 faces = detect_faces(img, upsample=1, budget=None, order="dlib", path=src)
                 faces = [faces[-1]]
             else:
-                faces = detect_faces(img, budget=budget, path=src)
+                faces = detect_faces(img, budget=budget, path=src,
+                                     **({} if args.detect_mp is None else {"retry_budget": None}))
                 if args.all_faces:
                     faces = faces[:1] + [f for f in faces[1:] if f.score >= args.min_score]
                 else:
@@ -110,7 +114,14 @@ def run(args) -> int:
                 print(f"{src} -> {out_dir / name}  (face {k}, score {face.score:.2f})")
         except StudioError as e:
             failed += 1
-            print(f"stylestudio align: error: {e}", file=sys.stderr)
+            hint = ""
+            if isinstance(e, NoFaceError) and not args.official and img is not None:
+                scanned = budget if args.detect_mp is not None else max(budget, RETRY_DETECT_BUDGET)
+                full = img.shape[0] * img.shape[1] * 4  # the official scan: full size, upsampled 2x
+                if scanned < full:
+                    mp = math.ceil(min(full, 4 * scanned) / 1e5) / 10
+                    hint = f" (or scan it at a higher resolution, slower: --detect-mp {mp:g})"
+            print(f"stylestudio align: error: {e}{hint}", file=sys.stderr)
     doc = {"version": 1, "profile": profile.to_dict(), "size": size, "items": items}
     json_path = out_dir / args.json
     old = _read_existing(json_path)

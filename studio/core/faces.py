@@ -36,9 +36,13 @@ RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 #: scans a 1 MP photo once at full size (upsample 0) and a 12 MP photo at ~2.2 MP.
 DEFAULT_DETECT_BUDGET = 2_200_000
 
+#: When the first pass finds no face in a large photo, one more pass at this budget (4x; ~1 s for a
+#: 12 MP photo) looks for the smaller faces the first one scanned too coarsely to see.
+RETRY_DETECT_BUDGET = 4 * DEFAULT_DETECT_BUDGET
+
 NO_FACE_HINT = ("the detector needs a roughly frontal, upright face at least ~80 px wide "
                 "(~40 px in small images). Try a sharper or larger photo, crop closer to the face, "
-                "rotate the photo upright, or raise the detection resolution (--detect-mp)")
+                "or rotate the photo upright")
 
 
 class FaceModelError(StudioError):
@@ -152,6 +156,10 @@ class DetectPlan:
     def scale(self) -> float:
         return 1.0 / self.reduce
 
+    def scanned(self, height: int, width: int) -> int:
+        """Pixels the detector scans for an image of ``height x width`` under this plan."""
+        return math.ceil(height / self.reduce) * math.ceil(width / self.reduce) * 4 ** self.upsample
+
 
 def plan_detection(height: int, width: int, *, upsample: int = 1,
                    budget: int | None = DEFAULT_DETECT_BUDGET) -> DetectPlan:
@@ -186,6 +194,7 @@ def detect_faces(
     min_score: float | None = None,
     raise_if_none: bool = True,
     path=None,
+    retry_budget: int | None = RETRY_DETECT_BUDGET,
 ) -> list[Face]:
     """All faces in an RGB image ``(H, W, 3) uint8``, each with box, score and 68 landmarks.
 
@@ -193,6 +202,8 @@ def detect_faces(
     ``order='dlib'`` keeps dlib's order (what the official alignment script iterates over).
     ``upsample``/``budget``: see :func:`plan_detection`; landmarks are always computed on the
     full-resolution image. ``min_score`` drops weaker detections (dlib's default threshold is 0).
+    ``retry_budget``: with no face found, one more pass at this budget where it scans more pixels
+    than the first (large photos only; ``None``: no second pass).
     With no face, raises :class:`NoFaceError` (``path`` names the file in the message), or returns
     ``[]`` when ``raise_if_none`` is false.
     """
@@ -201,6 +212,25 @@ def detect_faces(
     arr = as_rgb_array(img, name=None if path is None else str(path))
     h, w = arr.shape[:2]
     plan = plan_detection(h, w, upsample=upsample, budget=budget)
+    faces = _detect(arr, plan)
+    if not faces and retry_budget is not None and budget is not None and retry_budget > budget:
+        retry = plan_detection(h, w, upsample=upsample, budget=retry_budget)
+        if retry.scanned(h, w) > plan.scanned(h, w):
+            log.info("no face at %.1f MP: looking again at %.1f MP", plan.scanned(h, w) / 1e6,
+                     retry.scanned(h, w) / 1e6)
+            faces = _detect(arr, retry)
+    if min_score is not None:
+        faces = [f for f in faces if f.score >= min_score]
+    if order == "best":
+        faces.sort(key=lambda f: (-f.score, -f.area, f.index))
+    if not faces and raise_if_none:
+        raise NoFaceError(path, f"no face found in this {w}x{h} image: {NO_FACE_HINT}")
+    return faces
+
+
+def _detect(arr: np.ndarray, plan: DetectPlan) -> list[Face]:
+    """One detector pass over ``arr`` as ``plan`` says; faces in dlib's order, full-resolution pixels."""
+    h, w = arr.shape[:2]
     work = arr
     k = plan.reduce
     if k > 1:
@@ -222,12 +252,6 @@ def detect_faces(
                               landmarks=lm, index=i))
     log.info("detected %d face(s) in %dx%d image (reduce %d, upsample %d)", len(faces), w, h,
              plan.reduce, plan.upsample)
-    if min_score is not None:
-        faces = [f for f in faces if f.score >= min_score]
-    if order == "best":
-        faces.sort(key=lambda f: (-f.score, -f.area, f.index))
-    if not faces and raise_if_none:
-        raise NoFaceError(path, f"no face found in this {w}x{h} image: {NO_FACE_HINT}")
     return faces
 
 

@@ -48,6 +48,7 @@ def test_all_faces_and_failures(tmp_path, capsys):
     assert rc == 1  # one input had no face; the other was still written
     err = capsys.readouterr().err
     assert "noface_coffee.png" in err and "no face" in err
+    assert "--detect-mp" not in err  # 600x400 was already scanned at full resolution: nothing to raise
     doc = json.loads((out / "transforms.json").read_text())
     assert [it["output"] for it in doc["items"]] == ["two_faces_celebahq_face0.png", "two_faces_celebahq_face1.png"]
     assert (out / "two_faces_celebahq_face1.png").is_file()
@@ -63,6 +64,16 @@ def test_all_faces_and_failures(tmp_path, capsys):
     assert main(["paste", str(renamed), str(orig), str(out / "transforms.json"), "--face", "1",
                  "--mask", "ellipse", "--color-match"]) == 0
     assert (tmp_path / "two_faces_celebahq_pasted.png").is_file()
+
+
+def test_no_face_in_a_large_photo_suggests_a_finer_scan(tmp_path, capsys):
+    big = tmp_path / "big_noface.png"
+    Image.open(FACES / "noface_coffee.png").convert("RGB").resize((4000, 3000)).save(big)
+    assert main(["align", str(big), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "no face" in err and "--detect-mp 35.2" in err  # 4x the 8.8 MP the second pass scanned
+    assert main(["align", str(big), "--out", str(tmp_path / "o"), "--detect-mp", "40"]) == 1
+    assert "--detect-mp 48" in capsys.readouterr().err  # capped at the official full-size scan
 
 
 def test_exif_rotated_phone_photo(tmp_path):

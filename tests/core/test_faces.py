@@ -126,6 +126,28 @@ def test_large_photo_detects_on_downscaled_copy_and_maps_back():
     assert err < 8, err
 
 
+def test_small_face_in_large_photo_found_by_the_second_pass():
+    """A ~135 px face in a 12 MP photo: too small for the 2.2 MP first pass, found by the 8.8 MP
+    retry, with its box in full-resolution pixels; without the retry it is 'no face'."""
+    face = _photo("celebahq_female_039913.jpg")
+    n = 215
+    canvas = np.full((3000, 4000, 3), 120, np.uint8)
+    canvas[1200:1200 + n, 2500:2500 + n] = np.asarray(Image.fromarray(face).resize((n, n), Image.Resampling.LANCZOS))
+    h, w = canvas.shape[:2]
+    first, retry = F.plan_detection(h, w), F.plan_detection(h, w, budget=F.RETRY_DETECT_BUDGET)
+    assert retry.scanned(h, w) > first.scanned(h, w)
+    with pytest.raises(NoFaceError):
+        F.detect_faces(canvas, retry_budget=None)
+    faces = F.detect_faces(canvas)
+    assert len(faces) == 1
+    x0, y0, x1, y1 = faces[0].box
+    assert 2500 <= x0 < x1 <= 2500 + n and 1200 <= y0 < y1 <= 1200 + n + 20
+    assert F.detect_faces(canvas, budget=None)[0].box == pytest.approx(faces[0].box, abs=n // 8)  # the official scan agrees
+    # a small photo is scanned at full resolution at once: no second pass to make
+    small = F.plan_detection(512, 512)
+    assert F.plan_detection(512, 512, budget=F.RETRY_DETECT_BUDGET).scanned(512, 512) == small.scanned(512, 512)
+
+
 def test_landmarks_for_box_matches_detection():
     img = _photo("astronaut.png")
     f = F.detect_faces(img, budget=None)[0]
