@@ -25,7 +25,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "edit", help="edit a latent with directions and style mixing, render it",
         description="Edit a latent (.npy W or W+) or a .stylestudio project and render it at full resolution. "
-                    "Directions: names from --directions files, sefa<K> / pc<K> (SeFa / GANSpace component K of "
+                    "Directions: the model pack's own by name (age, gender, smile, ...: `stylestudio info` lists "
+                    "them), names from --directions files, sefa<K> / pc<K> (SeFa / GANSpace component K of "
                     "the model, computed on the fly) or a path to an InterFaceGAN .npy boundary. Rows: coarse, "
                     "medium, fine, or W+ indices like 0-3 (inclusive).")
     p.add_argument("input", help="latent .npy, .stylestudio project, or a photo (aligned and inverted first)")
@@ -170,13 +171,38 @@ def _project_model_path(path: Path) -> str | None:
 
 
 class DirectionLibrary:
-    """Directions by name: loaded files, sefa<K> / pc<K> computed from the model on demand, or a path."""
+    """Directions by name: the model pack's own (by name or manifest key, e.g. ``age`` or
+    ``mouth_open``), loaded files, sefa<K> / pc<K> computed from the model on demand, or a path."""
 
-    def __init__(self, G):
+    def __init__(self, G, bundle=None):
         self.G = G
         self.named: dict = {}
+        self.aliases: dict = {}
+        self.pack_error: str | None = None
         self._sefa = None
         self._ganspace = None
+        if bundle is not None:
+            self._load_pack(bundle)
+
+    def _load_pack(self, bundle) -> None:
+        from studio.core.directions import load_pack_directions
+
+        if not (bundle.meta or {}).get("manifest"):
+            return  # a single model file: no pack directions
+        try:
+            found = load_pack_directions(bundle)
+        except StudioError as e:
+            self.pack_error = str(e)
+            log.warning("the pack's directions could not be loaded (%s); sefa<K> / pc<K> and --directions "
+                        "files still work", e)
+            return
+        for d in found:
+            if d.w_dim != int(self.G.w_dim):
+                continue
+            self.named[d.name] = d
+            key = str(d.meta.get("key") or "")
+            if key and key != d.name:
+                self.aliases[key] = d.name
 
     def load_file(self, path: str) -> None:
         from studio.core.directions import load_directions
@@ -189,6 +215,8 @@ class DirectionLibrary:
 
         if name in self.named:
             return self.named[name]
+        if name in self.aliases:
+            return self.named[self.aliases[name]]
         for prefix in ("sefa", "pc"):
             if name.startswith(prefix) and name[len(prefix):].lstrip(":").isdigit():
                 k = int(name[len(prefix):].lstrip(":"))
@@ -203,8 +231,9 @@ class DirectionLibrary:
                 return dirs[k]
         if name.endswith(".npy") and Path(name).exists():
             return load_interfacegan_npy(name, w_dim=self.G.w_dim, num_ws=self.G.num_ws)
+        broken = f"; the model pack's own directions could not be loaded: {self.pack_error}" if self.pack_error else ""
         raise DirectionError(f"unknown direction {name!r}: load it with --directions FILE, use sefa<K> or pc<K>, "
-                             f"or give a boundary .npy path (loaded: {', '.join(self.named) or 'none'})")
+                             f"or give a boundary .npy path (loaded: {', '.join(self.named) or 'none'}){broken}")
 
 
 # ----------------------------------------------------------------------------
@@ -245,7 +274,7 @@ def run(args) -> int:
     else:
         session = EditSession(load_latent(inp), w_avg=G.w_avg, model=ident)
 
-    lib = DirectionLibrary(G)
+    lib = DirectionLibrary(G, bundle)
     for f in args.directions:
         lib.load_file(f)
     have = {ad.direction.name for ad in session.directions}

@@ -103,6 +103,50 @@ def test_edit_errors_are_clear(files, tmp_path, capsys):
     assert "another model" in capsys.readouterr().err
 
 
+def test_edit_uses_the_packs_own_directions(tmp_path, capsys):
+    """The default pack's named directions work by name (and manifest key) without --directions;
+    the result equals the session applying the same direction; a damaged direction file leaves
+    sefa<K> working and says what is wrong only when a pack name is asked for."""
+    import json
+    import shutil
+
+    from studio.core.directions import load_pack_directions
+    from studio.core.pack import default_pack
+
+    pack = default_pack()
+    if pack is None or not json.loads((pack / "manifest.json").read_text()).get("directions"):
+        pytest.skip("no default pack with directions")
+    bundle = load_checkpoint(pack)
+    G = bundle.generator.eval()
+    with torch.no_grad():
+        ws = G.map(G.sample_z(1, seed=3))[0]
+    np.save(tmp_path / "w.npy", ws.numpy())
+    age = next(d for d in load_pack_directions(bundle) if d.name == "age")
+    assert main(["edit", str(tmp_path / "w.npy"), "--direction", "age=3", "--out", str(tmp_path / "a.png")]) == 0
+    s = EditSession.for_generator(G, ws, path=str(pack))
+    s.add_direction(age, 3.0)
+    with torch.inference_mode():
+        s.export_image(G, tmp_path / "ref.png", noise_mode="const")
+    assert np.abs(_img(tmp_path / "a.png").astype(int) - _img(tmp_path / "ref.png")).max() <= 1
+    assert main(["edit", str(tmp_path / "w.npy"), "--out", str(tmp_path / "0.png")]) == 0
+    assert np.abs(_img(tmp_path / "a.png").astype(int) - _img(tmp_path / "0.png")).mean() > 2  # it edits
+    # the manifest key works too ("mouth_open" names "mouth open")
+    assert main(["edit", str(tmp_path / "w.npy"), "--direction", "mouth_open=2", "--out", str(tmp_path / "m.png")]) == 0
+    assert main(["edit", str(tmp_path / "w.npy"), "--direction", "nose=1"]) == 2
+    assert "age, gender" in capsys.readouterr().err  # the error lists what the pack has
+    # a pack whose direction files are damaged: a warning, and the generator's own components still work
+    bad = tmp_path / "pack"
+    shutil.copytree(pack, bad)
+    man = json.loads((bad / "manifest.json").read_text())
+    f = bad / man["directions"]["age"]["file"]
+    f.write_bytes(f.read_bytes()[:-7])
+    assert main(["edit", str(tmp_path / "w.npy"), "--model", str(bad), "--direction", "sefa0=1",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["edit", str(tmp_path / "w.npy"), "--model", str(bad), "--direction", "age=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown direction 'age'" in err and "could not be loaded" in err
+
+
 def test_directions_command(files, tmp_path, capsys):
     d, model, G = files
     out = tmp_path / "sefa.npz"
