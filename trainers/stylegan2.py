@@ -510,8 +510,8 @@ class Trainer:
 
     def _save_network(self, path: Path, kimg: float, extra: dict | None = None, *, net=None,
                       half: bool = False) -> None:
-        bundle = ModelBundle(format="stylestudio", path="", generator=copy.deepcopy(self.G_ema if net is None else net).cpu(),
-                             discriminator=None)
+        net = self.G_ema if net is None else net
+        bundle = ModelBundle(format="stylestudio", path="", generator=copy.deepcopy(net).cpu(), discriminator=None)
         bundle.meta["provenance"] = {"trainer": "trainers.stylegan2", "kimg": round(kimg, 3),
                                      "run": self.run_dir.name if self.run_dir else None,
                                      "config": asdict(self.cfg), **(extra or {})}
