@@ -378,6 +378,8 @@ class MainWindow(QMainWindow):
                                           "Refine the current latent by optimisation")
         self.cancel_action = self._action(fa, "&Cancel", self._cancel_any, "Esc", "Stop the running inversion")
         self._action(fa, "R&andom face", self.random_face, "Ctrl+R")
+        self.choose_face_action = self._action(fa, "Choose &face…", self.choose_face, None,
+                                               "Edit another face found in this photo")
         m = mb.addMenu("&Model")
         self._action(m, "&Open model…", self.open_model_dialog, None,
                      "Load a StyleGAN2 / pSp / e4e checkpoint or pack")
@@ -446,9 +448,34 @@ class MainWindow(QMainWindow):
     def ask_face(self, photo: ws_ops.PhotoFaces) -> int | None:
         """Which face to edit (index into ``photo.faces``) or None to cancel."""
         thumbs = [ws_ops.face_thumbnail(photo, i) for i in range(len(photo.faces))]
-        dlg = FacePickerDialog(thumbs, self)
+        dlg = FacePickerDialog(thumbs, self, weak=[photo.is_weak(i) for i in range(len(photo.faces))])
         dlg.exec()
         return dlg.chosen
+
+    def _pick_face(self, photo: ws_ops.PhotoFaces) -> int | None:
+        """The face of ``photo`` to use: the only clear one without asking (weak detections such as
+        a face on a badge are skipped; see :meth:`_skipped_note`), else the user's pick (None: cancelled)."""
+        index = photo.default_face()
+        return self.ask_face(photo) if index is None else index
+
+    @staticmethod
+    def _skipped_note(photo: ws_ops.PhotoFaces, *, switchable: bool = False) -> str:
+        """'; 1 weak detection skipped …' when :meth:`_pick_face` chose without asking, else ''."""
+        others = len(photo.faces) - 1
+        if not others or photo.default_face() is None:
+            return ""
+        how = " (Face ▸ Choose face… to use it instead)" if switchable else ""
+        return f"; {others} weak detection{'s' if others > 1 else ''} skipped{how}"
+
+    def choose_face(self) -> None:
+        """Face ▸ Choose face…: edit another face of the open photo (the picker shows them all)."""
+        photo = self.photo
+        if photo is None or len(photo.faces) < 2 or self.model is None:
+            return
+        index = self.ask_face(photo)
+        if index is None or index == self.face_index:
+            return
+        self._align_photo_face(photo, index)
 
     # ------------------------------------------------------------------------------------------------
     # Opening files
@@ -707,24 +734,26 @@ class MainWindow(QMainWindow):
                          on_done=self._photo_read, on_error=lambda e: self.show_error("Cannot use this photo", e))
 
     def _photo_read(self, photo: ws_ops.PhotoFaces) -> None:
-        index = 0
-        if len(photo.faces) > 1:
-            index = self.ask_face(photo)
-            if index is None:
-                self.statusBar().showMessage("Cancelled", 3000)
-                return
+        index = self._pick_face(photo)
+        if index is None:
+            self.statusBar().showMessage("Cancelled", 3000)
+            return
+        self._align_photo_face(photo, index, note=self._skipped_note(photo, switchable=True))
+
+    def _align_photo_face(self, photo: ws_ops.PhotoFaces, index: int, note: str = "") -> None:
         profile = self.model.profile
         self.jobs.submit(lambda ctx: (photo, ws_ops.align(photo, index, profile)), name="align", key="photo",
-                         on_done=lambda r: self._photo_aligned(*r, index=index),
+                         on_done=lambda r: self._photo_aligned(*r, index=index, note=note),
                          on_error=lambda e: self.show_error("Cannot align the face", e))
 
-    def _photo_aligned(self, photo, aligned, index: int = 0) -> None:
+    def _photo_aligned(self, photo, aligned, index: int = 0, note: str = "") -> None:
         self._add_recent(photo.path)
         self.photo, self.aligned, self.face_index = photo, aligned, index
         self.pasted_image = None
         self.edit_image = None
         self._refresh_canvas()
-        self.statusBar().showMessage(f"Face aligned ({Path(photo.path).name}): pick a method and click Invert", 8000)
+        self.statusBar().showMessage(f"Face aligned ({Path(photo.path).name}): pick a method and click Invert"
+                                     f"{note}", 12000 if note else 8000)
         self._update_actions()
         self.photo_ready.emit()
         self._schedule_autosave()  # the photo is part of the autosave
@@ -961,12 +990,10 @@ class MainWindow(QMainWindow):
             on_cancelled=self._reference_cancelled)
 
     def _reference_photo_read(self, photo: ws_ops.PhotoFaces) -> None:
-        index = 0
-        if len(photo.faces) > 1:
-            index = self.ask_face(photo)
-            if index is None:
-                self._reference_cancelled()
-                return
+        index = self._pick_face(photo)
+        if index is None:
+            self._reference_cancelled()
+            return
         method = self.method
         if self.model is None or method is None:
             self._reference_cancelled()
@@ -977,7 +1004,7 @@ class MainWindow(QMainWindow):
             aligned = ws_ops.align(photo, index, profile)
             return ws_ops.invert(model, aligned.image, method, steps=steps, progress=ctx.progress, cancel=ctx.token)
 
-        self.statusBar().showMessage(f"Inverting the reference face with {method}…")
+        self.statusBar().showMessage(f"Inverting the reference face with {method}{self._skipped_note(photo)}…")
         self._reference_job = self.jobs.submit(
             job, name="reference invert", key="reference",
             on_done=lambda inv: self._reference_ready(
@@ -1045,12 +1072,10 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _fast_photo_read(self, photo: ws_ops.PhotoFaces) -> None:
-        index = 0
-        if len(photo.faces) > 1:
-            index = self.ask_face(photo)
-            if index is None:
-                self._fast_cancelled()
-                return
+        index = self._pick_face(photo)
+        if index is None:
+            self._fast_cancelled()
+            return
         if self.model is None or self.aligned is None:
             self._fast_cancelled()
             return
@@ -1275,6 +1300,7 @@ class MainWindow(QMainWindow):
         self.refine_button.setEnabled(self.aligned is not None and has and idle)
         self.refine_action.setEnabled(self.aligned is not None and has and idle)
         self.cancel_button.setEnabled(not idle)
+        self.choose_face_action.setEnabled(self.photo is not None and len(self.photo.faces) > 1 and idle)
         self.random_button.setEnabled(self.model is not None)
         self.load_dirs_button.setEnabled(self.model is not None)
         self.load_dirs_action.setEnabled(self.model is not None)

@@ -223,10 +223,11 @@ class GroupSlider(QWidget):
 class FacePickerDialog(QDialog):
     """Pick one of several faces (thumbnails, best first). ``chosen`` is the index or None."""
 
-    def __init__(self, thumbnails: list[np.ndarray], parent=None):
+    def __init__(self, thumbnails: list[np.ndarray], parent=None, *, weak: list[bool] | None = None):
         super().__init__(parent)
         self.setWindowTitle("Several faces found")
         self.chosen: int | None = None
+        weak = list(weak) if weak is not None else [False] * len(thumbnails)
         lay = QVBoxLayout(self)
         lay.addWidget(QLabel("This photo has several faces. Click the one to edit (the most confident "
                              "detection is first)."))
@@ -235,7 +236,9 @@ class FacePickerDialog(QDialog):
             b = QToolButton()
             b.setIcon(QPixmap.fromImage(to_qimage(th)))
             b.setIconSize(QSize(th.shape[1], th.shape[0]))
-            b.setText(f"Face {i + 1}")
+            b.setText(f"Face {i + 1}" + (" (unsure)" if weak[i] else ""))
+            if weak[i]:
+                b.setToolTip("A weak detection: perhaps not a face, or a face seen badly")
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
             b.clicked.connect(lambda _=False, i=i: self._pick(i))
             grid.addWidget(b, i // 4, i % 4)

@@ -132,6 +132,27 @@ def test_face_picker_for_several_faces(qtbot, window, monkeypatch):
     assert window.aligned is not None and face is not window.photo.faces[0]
 
 
+@needs_faces
+def test_weak_second_detection_is_skipped_and_choose_face_switches(qtbot, window, monkeypatch):
+    asked = []
+    monkeypatch.setattr(window, "ask_face", lambda photo: asked.append(len(photo.faces)) or None)
+    _open_photo(qtbot, window, FACES / "astronaut.png")   # her face, and the patch on her suit
+    assert asked == [] and window.face_index == 0 and len(window.photo.faces) >= 2
+    assert "weak detection" in window.statusBar().currentMessage()
+    assert window.choose_face_action.isEnabled()
+    first = window.aligned.image.copy()
+
+    window.choose_face_action.trigger()       # cancelled: nothing changes
+    assert asked == [len(window.photo.faces)] and window.face_index == 0
+    monkeypatch.setattr(window, "ask_face", lambda photo: 1)
+    with qtbot.waitSignal(window.photo_ready, timeout=30000):
+        window.choose_face_action.trigger()
+    assert window.face_index == 1 and not np.array_equal(window.aligned.image, first)
+
+    _open_photo(qtbot, window)                # one face: nothing to choose
+    assert not window.choose_face_action.isEnabled()
+
+
 def test_about_shows_the_model_licence(window):
     window.show_about()
     kind, title, text = window.messages[-1]
