@@ -6,6 +6,7 @@ import json
 
 from studio.core.formats import load_checkpoint
 from studio.core.latent import layer_groups
+from studio.core.pack import training_summary
 
 
 def register(sub) -> None:
@@ -35,14 +36,7 @@ def describe(bundle) -> dict:
     for key in ("licence", "alignment_profile"):
         if key in bundle.meta:
             out[key] = bundle.meta[key]
-    prov = bundle.meta.get("provenance") or {}
-    training = {k: prov[k] for k in ("trainer", "kimg", "dataset") if k in prov}
-    if isinstance(prov.get("fd_vgg16"), dict):
-        fd = prov["fd_vgg16"]
-        training["fd_vgg16"] = f"{fd.get('value')} ({fd.get('samples')} samples, psi {fd.get('psi')}; " \
-                               f"real-real floor {fd.get('real_real_floor')})"
-    if isinstance(prov.get("config"), dict) and "cfg" in prov["config"]:
-        training["preset"] = prov["config"]["cfg"]
+    training = training_summary(bundle.meta)
     if training:
         out["training"] = training
     man = bundle.meta.get("manifest") or {}

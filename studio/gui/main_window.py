@@ -440,7 +440,26 @@ class MainWindow(QMainWindow):
                 f"<tr><td>encoders</td><td>{encs}</td></tr>"
                 f"<tr><td>directions</td><td>{len(m.directions)} ({m.directions_source})</td></tr>"
                 f"<tr><td>device</td><td>{self.device}</td></tr>"
+                f"{self._training_rows(m)}"
                 f"<tr><td>licence</td><td>{m.licence}</td></tr></table>")
+
+    @staticmethod
+    def _training_rows(m: ws_ops.LoadedModel) -> str:
+        """'training' / 'FD-VGG16' rows of the model information for a model that records them."""
+        from html import escape
+
+        from studio.core.pack import training_summary
+
+        t = training_summary(getattr(m.bundle, "meta", None) or {})
+        rows = []
+        what = ", ".join(str(t[k]) for k in ("dataset",) if k in t)
+        if "kimg" in t:
+            what = f"{float(t['kimg']):g} kimg" + (f" on {what}" if what else "")
+        if what:
+            rows.append(("training", what))
+        if "fd_vgg16" in t:
+            rows.append(("FD-VGG16", str(t["fd_vgg16"])))
+        return "".join(f"<tr><td>{k}</td><td>{escape(v)}</td></tr>" for k, v in rows)
 
     def show_model_info(self) -> None:
         self.show_message("info", "Model information", self.model_info_text())

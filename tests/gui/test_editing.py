@@ -347,6 +347,10 @@ def test_pack_two_encoders_slider_and_photo_reference(qtbot, pack_window, tmp_pa
     from studio.engine.workspace import default_model_path
     declared = json.loads((default_model_path() / "manifest.json").read_text())["directions"]
     assert {"e2style", "crg"} <= set(win.model.encoders) and len(win._sliders) == len(declared) >= 4
+    win.show_model_info()   # the pack's provenance: kimg and FD-VGG16 from its manifest
+    prov = json.loads((default_model_path() / "manifest.json").read_text())["provenance"]
+    info = win.messages[-1][2]
+    assert f"{float(prov['kimg']):g} kimg" in info and f"{prov['fd_vgg16']['value']} (" in info
     with qtbot.waitSignal(win.photo_ready, timeout=30000):
         win.open_path(PHOTO)
     results = {}
