@@ -108,16 +108,10 @@ def _to_uint8(img: torch.Tensor) -> np.ndarray:
     return to_uint8(img)[0]
 
 
-_LPIPS_CACHE: dict[str, torch.nn.Module] = {}
-
-
 def _lpips(device) -> torch.nn.Module:
-    from studio.core.lpips import LPIPS
+    from studio.core.projector import shared_lpips
 
-    key = str(device)
-    if key not in _LPIPS_CACHE:
-        _LPIPS_CACHE[key] = LPIPS("vgg").to(device).eval()
-    return _LPIPS_CACHE[key]
+    return shared_lpips("vgg", None, device)
 
 
 @torch.no_grad()

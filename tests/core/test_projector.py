@@ -21,6 +21,8 @@ from studio.core.projector import (
     lpips_input,
     noise_regularization,
     project,
+    shared_lpips,
+    w_stats,
 )
 
 
@@ -70,6 +72,28 @@ def ema(xs: list[float], beta: float = 0.9) -> list[float]:
 
 # ----------------------------------------------------------------------------
 # Pure pieces
+
+
+def test_w_stats_are_remembered_until_the_weights_change():
+    G = tiny_G()
+    a_avg, a_std = w_stats(G, samples=500, seed=0)
+    b_avg, b_std = w_stats(G, samples=500, seed=0)
+    assert a_std == b_std and torch.equal(a_avg, b_avg) and a_avg is not b_avg  # a copy each time
+    a_avg += 1                                                                  # callers may scribble on it
+    assert torch.equal(w_stats(G, samples=500, seed=0)[0], b_avg)
+    assert w_stats(G, samples=500, seed=1)[1] != a_std                          # other draws
+    with torch.no_grad():                                                       # weights changed in place
+        next(G.mapping.parameters()).mul_(2)
+    assert w_stats(G, samples=500, seed=0)[1] != pytest.approx(a_std)
+    other = tiny_G(seed=1)
+    other.load_state_dict(G.state_dict())                                       # same weights, other module
+    assert w_stats(other, samples=500, seed=0)[1] == pytest.approx(w_stats(G, samples=500, seed=0)[1])
+
+
+def test_shared_lpips_is_built_once_per_net_and_device(lpips_vgg):
+    a = shared_lpips("vgg", None, "cpu")
+    assert shared_lpips("vgg", None, torch.device("cpu")) is a and not a.training
+    assert not any(p.requires_grad for p in a.parameters())
 
 
 def test_learning_rate_follows_the_official_ramp():
