@@ -12,6 +12,7 @@ import os
 import re
 import resource
 import signal
+import shutil
 import sys
 import time
 from dataclasses import asdict, fields, is_dataclass
@@ -236,12 +237,29 @@ def open_run_dir(out: str | Path, desc: str, config: dict) -> Path:
     return run_dir
 
 
-def log_to_run_dir(run_dir: Path) -> None:
-    """Copy every log record into ``run_dir/log.txt`` too."""
+def log_to_run_dir(run_dir: Path) -> logging.Handler:
+    """Copy every log record into ``run_dir/log.txt`` too (returns the handler)."""
     fh = logging.FileHandler(run_dir / "log.txt")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(fh)
     logging.getLogger("trainers").info("run directory: %s", run_dir)
+    return fh
+
+
+def discard_unstarted_run(run_dir: Path, handler: logging.Handler | None = None) -> bool:
+    """Remove a new run directory that holds nothing but its ``config.json`` and ``log.txt`` (and
+    empty folders): a run refused before its first step leaves no numbered clutter behind. A folder
+    with anything else in it (metrics, samples, snapshots) is kept. Returns whether it was removed."""
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    if run_dir is None or not run_dir.is_dir():
+        return False
+    files = [p for p in run_dir.rglob("*") if not p.is_dir()]
+    if any(p.parent != run_dir or p.name not in ("config.json", "log.txt") for p in files):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return not run_dir.exists()
 
 
 def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=None,
@@ -256,6 +274,8 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
     from (e.g. the generator's ``--resume-compact``); ``before(cfg, args)``: handles extra one-shot
     modes, returning an exit status to stop there or None to go on."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    new_run: Path | None = None
+    log_handler: logging.Handler | None = None
     try:
         cfg, args = parse_args(argv)
         if before is not None:
@@ -276,11 +296,14 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
             resume_from = resume_from_new(args) if resume_from_new is not None else None
             if is_rank0:
                 run_dir = open_run_dir(cfg.out, run_desc(cfg), asdict(cfg))
+                new_run = run_dir
         if is_rank0:
-            log_to_run_dir(run_dir)
+            log_handler = log_to_run_dir(run_dir)
         make_trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm).run()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        if new_run is not None:  # refused before it started (bad --data, --model, ...): no empty run folder
+            discard_unstarted_run(new_run, log_handler)
         return 2
     return 0
 

@@ -48,3 +48,21 @@ def read_npy(path: str | Path, what: str = "array") -> np.ndarray:
         raise StudioError(f"{path}: no such file") from None
     except (OSError, ValueError) as e:
         raise StudioError(f"{path}: not a readable .npy {what} ({e})") from None
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same file (resolving links and ``..``; False if either is missing)."""
+    try:
+        return Path(a).resolve() == Path(b).resolve() or Path(a).samefile(b)
+    except OSError:
+        return False
+
+
+def check_not_input(out: str | Path | None, *inputs: str | Path | None, flag: str = "--out") -> None:
+    """Refuse an output path that is one of the command's input files (it would be overwritten)."""
+    if out is None:
+        return
+    for src in inputs:
+        if src is not None and same_file(out, src):
+            raise StudioError(f"{flag} {out} is an input file of this command and would be overwritten; "
+                              f"choose another name")

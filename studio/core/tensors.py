@@ -27,7 +27,26 @@ def make_grid(imgs: np.ndarray, cols: int | None = None) -> np.ndarray:
 
 
 def pick_device(name: str | torch.device | None) -> torch.device:
-    """'auto' / None -> CUDA when present, else CPU; anything else as given."""
-    if name is None or str(name) == "auto":
+    """'auto' / None -> CUDA when present, else CPU; 'cpu', 'cuda' or 'cuda:N' as given, checked.
+
+    Raises :class:`~studio.core.errors.StudioError` for an unknown name or a GPU this PyTorch cannot use.
+    """
+    from studio.core.errors import StudioError
+
+    if name is None or str(name).strip().lower() == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(str(name).strip().lower())
+    except (RuntimeError, ValueError):
+        raise StudioError(f"unknown device {str(name)!r}: use auto, cpu or cuda (cuda:N for GPU N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise StudioError(f"device {str(name)!r} is not supported: use auto, cpu or cuda (cuda:N for GPU N)")
+    if not torch.cuda.is_available():
+        raise StudioError(f"device {str(name)!r}: CUDA is not available here (a CPU-only PyTorch, or no "
+                          f"NVIDIA GPU and driver); use the CPU (device cpu or auto)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise StudioError(f"device {str(name)!r}: there are only {torch.cuda.device_count()} CUDA device(s) "
+                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return dev

@@ -57,10 +57,9 @@ def run_app(argv: list[str] | None = None, *, smoke_test: str | None = None) -> 
         return _smoke_test(app, MainWindow, Path(smoke_test))
     win = MainWindow()
     win.show()
-    for path in argv[1:]:
+    for path in argv[1:]:  # in order: a model named before a photo is loaded first
         if not path.startswith("-"):
             win.open_path(path)
-            break
     return int(app.exec())
 
 
