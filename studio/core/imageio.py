@@ -97,9 +97,10 @@ def load_image(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
                 img = Image.open(fp, formats=list(READ_FORMATS))
-            except Image.DecompressionBombError as e:
-                raise ImageError(path, f"image is too large to open safely ({e}); "
-                                       f"downscale it below {max_pixels / 1e6:.0f} megapixels") from None
+            except Image.DecompressionBombError:
+                raise ImageError(path, f"image is too large to open safely (its header declares more pixels "
+                                       f"than a photo needs); downscale it below {max_pixels / 1e6:.0f} "
+                                       f"megapixels") from None
             except UnidentifiedImageError:
                 raise ImageError(path, _unidentified_message(fp)) from None
             except Exception as e:  # a corrupt header makes Pillow raise many different types
@@ -236,7 +237,7 @@ def _decode(img: Image.Image, path: str | None, *, max_pixels: int, max_side: in
             img.seek(0)
         except Exception as e:  # noqa: BLE001
             raise ImageError(path, f"cannot read the first frame ({e}); re-export it as a still image") from None
-    orientation = _exif_orientation(img, path)
+    orientation, exif_problem = _exif_orientation(img)
     mode = img.mode
     try:
         img.load()
@@ -250,6 +251,8 @@ def _decode(img: Image.Image, path: str | None, *, max_pixels: int, max_side: in
     except Exception as e:  # truncated data, zlib errors, broken tiles... all mean "damaged file"
         raise ImageError(path, f"image data is truncated or damaged ({type(e).__name__}: {e}); "
                                f"re-download or re-export the file") from None
+    if exif_problem:  # said only for a file whose pixels decoded: a damaged one gets the error above
+        log.warning("%s: unreadable EXIF data ignored", path or "<image>")
     if had_alpha:
         notes.append("transparent pixels composited over the background colour")
     op = _ORIENTATION_OPS.get(orientation)
@@ -265,14 +268,14 @@ def _decode(img: Image.Image, path: str | None, *, max_pixels: int, max_side: in
     return arr, info
 
 
-def _exif_orientation(img: Image.Image, path: str | None) -> int:
+def _exif_orientation(img: Image.Image) -> tuple[int, bool]:
+    """(EXIF orientation, 1 when absent or unknown; whether the EXIF data was unreadable)."""
     try:
         value = img.getexif().get(0x0112, 1)
         value = int(value)
     except Exception:  # noqa: BLE001 - corrupt EXIF is common; the pixels are still fine
-        log.warning("%s: unreadable EXIF data ignored", path or "<image>")
-        return 1
-    return value if value in _ORIENTATION_OPS else 1
+        return 1, True
+    return (value if value in _ORIENTATION_OPS else 1), False
 
 
 def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Image, bool, int]:
