@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,18 @@ from studio.core.errors import DirectionError, StudioError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+def _image_suffixes() -> set[str]:
+    from studio.engine.workspace import IMAGE_SUFFIXES as APP_SUFFIXES
+
+    # what the app opens, plus the other names of formats load_image reads (HEIC: it explains itself)
+    return set(APP_SUFFIXES) | {".jfif", ".jpe", ".mpo", ".dib", ".ppm", ".pgm", ".pnm", ".pbm", ".avif",
+                                ".heic", ".heif"}
+
+
+#: Photo suffixes: such an input is aligned and inverted first (the same formats `invert` / `align` read).
+IMAGE_SUFFIXES = _image_suffixes()
+#: Suffixes save_image writes.
+PHOTO_FORMATS_TEXT = "JPEG, PNG, WebP, BMP, TIFF or GIF"
 
 
 def register(sub) -> None:
@@ -147,7 +159,43 @@ def load_latent(path: str | Path) -> np.ndarray:
     a = read_npy(path, "latent")
     if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
         raise StudioError(f"{path}: expected a float array (W [w_dim] or W+ [num_ws, w_dim])")
+    if not np.isfinite(a).all():
+        raise StudioError(f"latent {path} contains NaN or infinite values; it cannot be rendered "
+                          f"(re-create it, e.g. with `stylestudio invert`)")
     return a.astype(np.float32)
+
+
+def input_kind(path: Path) -> str:
+    """'photo', 'project' or 'latent' for an existing input (by suffix, else by content)."""
+    if not path.exists():
+        raise StudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise StudioError(f"{path} is a folder; pass a photo, a latent .npy or a .stylestudio project")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "photo"
+    if _is_project(path):
+        return "project"
+    if suffix == ".npy":
+        return "latent"
+    try:  # an unusual name: look at the content
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise StudioError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if head == b"\x93NUMPY":
+        return "latent"
+    from PIL import Image
+
+    from studio.core.imageio import READ_FORMATS
+
+    try:
+        with Image.open(path, formats=list(READ_FORMATS)):
+            return "photo"
+    except Exception:  # noqa: BLE001 (not an image Pillow opens)
+        pass
+    raise StudioError(f"{path}: unknown input; pass a photo ({PHOTO_FORMATS_TEXT}), a latent .npy or a "
+                      f".stylestudio project")
 
 
 def _is_project(path: Path) -> bool:
@@ -242,7 +290,7 @@ class DirectionLibrary:
 def run(args) -> int:
     import torch
 
-    from studio.cli.common import resolve_model
+    from studio.cli.common import check_outputs, resolve_model
     from studio.core.directions import condition
     from studio.core.fileio import atomic_write_bytes
     from studio.core.formats import load_checkpoint
@@ -250,14 +298,33 @@ def run(args) -> int:
     from studio.engine.session import EditSession, ModelIdentity
 
     inp = Path(args.input)
-    if inp.suffix.lower() in IMAGE_SUFFIXES:
-        model_arg = args.model
-    elif _is_project(inp):
+    kind = input_kind(inp)
+    invert_method, invert_steps = getattr(args, "invert_method", None), getattr(args, "invert_steps", None)
+    if kind != "photo":
+        given = [f for f, v in (("--invert-method", invert_method), ("--invert-steps", invert_steps)) if v is not None]
+        if given:
+            flags = " and ".join(given)
+            raise StudioError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} when the input is a "
+                              f"photo; {inp} is a {'project' if kind == 'project' else 'latent'} (drop {flags})")
+    if invert_steps is not None and invert_steps < 1:
+        raise StudioError(f"--invert-steps must be at least 1, got {invert_steps}")
+    if kind == "project":
         model_arg = args.model or _project_model_path(inp)
-    elif inp.suffix.lower() == ".npy":
-        model_arg = args.model
     else:
-        raise StudioError(f"{inp}: unknown input; pass a latent .npy or a .stylestudio project")
+        model_arg = args.model
+    # every output is checked before anything is loaded or written (no half-done results)
+    refs = [spec.rsplit(":", 1)[0] for spec in args.mix if ":" in spec]
+    named = [spec.rsplit("=", 1)[0] for spec in args.direction if "=" in spec]
+    inputs = [inp, model_arg, *args.directions, *refs, *(n for n in named if n.endswith(".npy"))]
+    project_out = None
+    if args.save_project:
+        project_out = Path(args.save_project)
+        if not project_out.suffix:
+            project_out = project_out.with_suffix(".stylestudio")  # what EditSession.save writes
+    check_outputs([(args.out, "--out", True), (project_out, "--save-project", False),
+                   (args.save_latent, "--save-latent", False)], inputs,
+                  may_update={"--save-project": inp} if kind == "project" else None)
+
     bundle = load_checkpoint(resolve_model(model_arg))
     G = bundle.generator
     if G is None:
@@ -266,10 +333,10 @@ def run(args) -> int:
     G = G.to(device).eval()
     ident = ModelIdentity.from_bundle(bundle)
 
-    if inp.suffix.lower() in IMAGE_SUFFIXES:
-        latent = latent_from_image(inp, bundle, getattr(args, "invert_method", None), getattr(args, "invert_steps", None))
+    if kind == "photo":
+        latent = latent_from_image(inp, bundle, invert_method, invert_steps)
         session = EditSession(latent, w_avg=G.w_avg, model=ident)
-    elif _is_project(inp):
+    elif kind == "project":
         session = EditSession.load(inp, model=ident)
     else:
         session = EditSession(load_latent(inp), w_avg=G.w_avg, model=ident)
@@ -319,11 +386,15 @@ def run(args) -> int:
     if args.psi is not None or args.cutoff is not None:
         session.set_truncation(1.0 if args.psi is None else args.psi, args.cutoff)
 
+    ws = session.ws()
+    if not torch.isfinite(torch.as_tensor(ws)).all():
+        raise StudioError("the edited latent contains NaN or infinite values (from the input, a direction, "
+                          "--psi or the reference latent); nothing was written")
     with torch.inference_mode():
         out = session.export_image(G, args.out, noise_mode=args.noise_mode, device=device)
     print(f"wrote {out} ({G.img_resolution}x{G.img_resolution})")
-    if args.save_project:
-        print(f"wrote {session.save(args.save_project)}")
+    if project_out is not None:
+        print(f"wrote {session.save(project_out)}")
     if args.save_latent:
         buf = io.BytesIO()
         np.save(buf, session.ws().numpy(), allow_pickle=False)

@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--group", default=None, choices=list(GROUPS),
                    help="first layer group taken from the style face (default: the student's, else medium)")
     p.add_argument("--model", default=None, help="model file or pack (default: the embedded pack)")
-    p.add_argument("--method", default=None, help="encoder for the inversion path (forces it; default: fastest)")
+    p.add_argument("--method", default=None,
+                   help="encoder for the inversion path (forces it, so not with --student; default: fastest)")
     p.add_argument("--aligned", action="store_true", help="CONTENT and STYLE are already aligned square faces")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.set_defaults(func=run)
@@ -49,6 +50,7 @@ def align_for(photo, profile):
 
 
 def run(args) -> int:
+    from studio.cli.common import check_outputs
     from studio.cli.common import resolve_model
     from studio.core.align import get_profile
     from studio.core.distill import make_mixer
@@ -58,9 +60,12 @@ def run(args) -> int:
     for p in (args.content, args.style):
         if not Path(p).is_file():
             raise StudioError(f"{p}: no such file")
+    if args.student is not None and args.method is not None:
+        raise StudioError(f"--student and --method exclude each other: --student mixes with the distilled student "
+                          f"in one pass, --method {args.method} forces inversion with that encoder + the generator; "
+                          f"pass only one")
     out = Path(args.out)
-    if out.parent and not out.parent.is_dir():
-        raise StudioError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_outputs([(out, "--out", True)], [args.content, args.style, args.student, args.model])
     model_path = resolve_model(args.model) if (args.model or args.student is None) else None
     dev = pick_device(args.device)
     mixer = make_mixer(model_path, student=args.student, group=args.group, method=args.method, device=dev)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,40 @@ def parse_range_list(text: str) -> list[int]:
 
 
 def read_npy(path: str | Path, what: str = "array") -> np.ndarray:
-    """A .npy file (never pickled objects); errors say which file and what was expected."""
+    """A .npy file (never pickled objects); errors say which file and what was expected.
+
+    Only plain arrays are read: a file that is not a .npy array (text, an image, random bytes, a .npz
+    archive) or that holds Python objects is refused with a one-line message; the message never
+    suggests loading it unsafely (StyleStudio never unpickles a file it is given)."""
     path = Path(path)
+    not_array = (f"{path}: not a .npy {what} file (or it holds Python objects, which StyleStudio never loads); "
+                 f"expected a NumPy array saved with numpy.save")
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            magic = f.read(6)
+            if magic != b"\x93NUMPY":
+                if magic.startswith(b"PK\x03\x04"):
+                    raise StudioError(f"{path}: a .npz archive of several arrays, not a single .npy {what}")
+                raise StudioError(not_array)
+            f.seek(0)
+            a = np.load(f, allow_pickle=False)
+    except StudioError:
+        raise
     except FileNotFoundError:
         raise StudioError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise StudioError(f"{path}: not a readable .npy {what} ({e})") from None
+    except IsADirectoryError:
+        raise StudioError(f"{path}: is a folder, not a .npy {what} file") from None
+    except OSError as e:
+        raise StudioError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except MemoryError:
+        raise StudioError(f"{path}: damaged .npy {what} (its header claims an implausibly large array)") from None
+    except (ValueError, EOFError) as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise StudioError(not_array) from None
+        raise StudioError(f"{path}: damaged or truncated .npy {what} ({e or 'no data'})") from None
+    if not isinstance(a, np.ndarray) or a.dtype.hasobject:
+        raise StudioError(not_array)
+    return a
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -66,3 +93,38 @@ def check_not_input(out: str | Path | None, *inputs: str | Path | None, flag: st
         if src is not None and same_file(out, src):
             raise StudioError(f"{flag} {out} is an input file of this command and would be overwritten; "
                               f"choose another name")
+
+
+OUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # what save_image writes
+
+
+def check_outputs(outputs, inputs=(), *, may_update: dict | None = None) -> None:
+    """Refuse, before anything is written, output paths that cannot or must not be written.
+
+    ``outputs``: ``(path, flag, is_image)`` triples (``path`` None = not asked for). Each must not be an
+    input, nor a folder, nor another output; its folder must exist, be a folder and be writable; an
+    image must have a suffix save_image writes. ``may_update``: {flag: input} an output may replace
+    (a project saved over the project it was read from: the write is atomic, the input already read)."""
+    seen: dict[Path, str] = {}
+    for path, flag, image in outputs:
+        if path is None:
+            continue
+        p = Path(path)
+        own = (may_update or {}).get(flag)
+        check_not_input(p, *(i for i in inputs if i is not None and not (own is not None and same_file(i, own))),
+                        flag=flag)
+        if p.is_dir():
+            raise StudioError(f"{flag} {p} is a folder; give a file name")
+        parent = p.parent
+        if not parent.exists():
+            raise StudioError(f"cannot write {p}: folder {parent} does not exist")
+        if not parent.is_dir():
+            raise StudioError(f"cannot write {p}: {parent} is not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise StudioError(f"cannot write {p}: folder {parent} is not writable")
+        if image and p.suffix.lower() not in OUT_IMAGE_SUFFIXES:
+            raise StudioError(f"{flag} {p}: unknown image suffix; use .png, .jpg, .webp, .bmp or .tif")
+        key = p.resolve()
+        if key in seen:
+            raise StudioError(f"{flag} and {seen[key]} name the same file {p}; choose different names")
+        seen[key] = flag

@@ -8,10 +8,13 @@ import torch
 from PIL import Image
 
 from studio.cli import main
+from studio.cli.common import read_npy
 from studio.core import directions as dirs
+from studio.core.errors import StudioError
 from studio.core.formats import ModelBundle, load_checkpoint, stylestudio_fmt
 from studio.core.nets.stylegan2 import Generator
 from studio.engine import EditSession
+from tests.conftest import DATA
 
 
 def _model(path, seed=0):
@@ -177,3 +180,181 @@ def test_directions_command(files, tmp_path, capsys):
     assert b.name == "smile" and float(b.vector @ planted / np.linalg.norm(planted)) > 0.9
     assert main(["directions", str(model), "--method", "interfacegan"]) == 2
     assert "--latents" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------
+# QA fixes: outputs never overwrite inputs or half-write, bad latents and conflicting flags are one-line errors
+
+
+def _err(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.startswith("stylestudio edit: error:") and err.count("\n") == 1, err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+def test_edit_refuses_outputs_that_are_inputs(files, tmp_path, capsys):
+    d, model, G = files
+    import shutil
+
+    photo = tmp_path / "me.png"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(photo)
+    src, ref = tmp_path / "src.npy", tmp_path / "ref.npy"
+    shutil.copy(d / "src.npy", src)
+    shutil.copy(d / "ref.npy", ref)
+    before = {p: p.read_bytes() for p in (photo, src, ref, d / "age_w_boundary.npy")}
+    m = ["--model", str(model)]
+    # the photo itself as --out (it became the 64-px edit)
+    assert main(["edit", str(photo), *m, "--direction", "sefa0=1", "--out", str(photo)]) == 2
+    _err(capsys, "--out", "is an input file")
+    assert main(["edit", str(src), *m, "--out", str(tmp_path / "o.png"), "--save-latent", str(src)]) == 2
+    _err(capsys, "--save-latent", "is an input file")
+    assert main(["edit", str(src), *m, "--mix", f"{ref}:coarse=1", "--out", str(tmp_path / "o.png"),
+                 "--save-latent", str(tmp_path / "." / "ref.npy")]) == 2
+    _err(capsys, "--save-latent", "is an input file")
+    assert main(["edit", str(src), *m, "--directions", str(d / "age_w_boundary.npy"), "--direction", "age=1",
+                 "--out", str(tmp_path / "o.png"), "--save-latent", str(d / "age_w_boundary.npy")]) == 2
+    _err(capsys, "is an input file")
+    # a project input may be updated in place by --save-project (atomic), but --out may not be it
+    proj = EditSession.for_generator(G, torch.from_numpy(np.load(src)), path=str(model)).save(tmp_path / "p.stylestudio")
+    pbytes = proj.read_bytes()
+    assert main(["edit", str(proj), "--out", str(proj)]) == 2
+    _err(capsys, "--out", "is an input file")
+    # two outputs with the same name
+    assert main(["edit", str(src), *m, "--out", str(tmp_path / "o.png"), "--save-latent", str(tmp_path / "o.png")]) == 2
+    _err(capsys, "name the same file")
+    assert {p: p.read_bytes() for p in before} == before and proj.read_bytes() == pbytes
+    assert not (tmp_path / "o.png").exists()
+    assert main(["edit", str(proj), "--direction", "sefa0=1", "--out", str(tmp_path / "o.png"),
+                 "--save-project", str(tmp_path / "p")]) == 0       # 'p' + .stylestudio: the project itself
+    assert proj.read_bytes() != pbytes and EditSession.load(proj).amount("sefa0") == 1
+
+
+def test_edit_checks_every_output_before_writing_any(files, tmp_path, capsys):
+    import os
+
+    d, model, G = files
+    out = tmp_path / "ok.png"
+    base = ["edit", str(d / "src.npy"), "--model", str(model), "--out", str(out)]
+    assert main([*base, "--save-project", str(tmp_path / "missing" / "p.stylestudio")]) == 2
+    _err(capsys, "folder", "does not exist")
+    (tmp_path / "afile").write_text("x")
+    assert main([*base, "--save-latent", str(tmp_path / "afile" / "x.npy")]) == 2
+    _err(capsys, "afile is not a folder")
+    (tmp_path / "adir.npy").mkdir()
+    assert main([*base, "--save-latent", str(tmp_path / "adir.npy")]) == 2
+    _err(capsys, "--save-latent", "is a folder")
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--out", str(tmp_path)]) == 2
+    _err(capsys, "--out", "is a folder")
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--out", str(tmp_path / "x.gif")]) == 2
+    _err(capsys, "unknown image suffix")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            assert main([*base, "--save-project", str(ro / "p.stylestudio")]) == 2
+            _err(capsys, "not writable")
+        finally:
+            ro.chmod(0o700)
+    assert not out.exists() and not (tmp_path / "missing").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.npy", "afile"] + (["ro"] if os.geteuid() else [])
+
+
+def test_edit_refuses_non_finite_latents(files, tmp_path, capsys):
+    d, model, G = files
+    src = np.load(d / "src.npy")
+    for bad in (np.nan, np.inf, -np.inf):
+        a = src.copy()
+        a[3, 5] = bad
+        np.save(tmp_path / "lat_bad.npy", a)
+        assert main(["edit", str(tmp_path / "lat_bad.npy"), "--model", str(model),
+                     "--out", str(tmp_path / "x.png")]) == 2
+        _err(capsys, "lat_bad.npy", "contains NaN or infinite values")
+        assert main(["edit", str(d / "src.npy"), "--model", str(model), "--mix", f"{tmp_path / 'lat_bad.npy'}:coarse=1",
+                     "--out", str(tmp_path / "x.png")]) == 2
+        _err(capsys, "lat_bad.npy", "contains NaN or infinite values")
+    # a project whose latent is not finite is refused before anything is rendered
+    a = src.copy()
+    a[0, 0] = np.nan
+    s = EditSession.for_generator(G, torch.from_numpy(src), path=str(model))
+    s.state.source[...] = a
+    p = s.save(tmp_path / "nan.stylestudio")
+    assert main(["edit", str(p), "--out", str(tmp_path / "x.png")]) == 2
+    _err(capsys, "contains NaN or infinite values", "nothing was written")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_edit_invert_flags_need_a_photo(files, tmp_path, capsys):
+    d, model, G = files
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--invert-steps", "5",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    _err(capsys, "--invert-steps only applies when the input is a photo")
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--invert-method", "optimize",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    _err(capsys, "--invert-method only applies when the input is a photo")
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / "face.png")
+    assert main(["edit", str(tmp_path / "face.png"), "--model", str(model), "--invert-steps", "-1",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    err = _err(capsys, "--invert-steps must be at least 1")
+    assert "--steps" not in err.replace("--invert-steps", "")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_edit_accepts_every_photo_format(files, tmp_path, capsys):
+    """GIF (and the other formats invert / align read) is a photo: it reaches the photo reader (here: too
+    small to hold a face), never "unknown input"; an unknown input names photos among what is accepted."""
+    d, model, G = files
+    small = Image.fromarray(np.full((8, 8, 3), 90, np.uint8))
+    for name in ("face.gif", "face.GIF", "face.jfif", "face.ppm"):
+        small.save(tmp_path / name, format={"gif": "GIF", "jfif": "JPEG", "ppm": "PPM"}[name.split(".")[1].lower()])
+        assert main(["edit", str(tmp_path / name), "--model", str(model), "--out", str(tmp_path / "x.png")]) == 2
+        _err(capsys, "faces need at least 16 px")
+    small.save(tmp_path / "face.data", format="PNG")  # an image under an unusual name: read by content
+    assert main(["edit", str(tmp_path / "face.data"), "--model", str(model)]) == 2
+    _err(capsys, "faces need at least 16 px")
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["edit", str(tmp_path / "notes.txt"), "--model", str(model)]) == 2
+    _err(capsys, "unknown input", "photo", "latent .npy", ".stylestudio project")
+    assert main(["edit", str(tmp_path / "missing.gif"), "--model", str(model)]) == 2
+    _err(capsys, "missing.gif: no such file")
+
+
+@pytest.mark.skipif(not (DATA / "faces" / "celebahq_male_005735.jpg").is_file(), reason="no sample photos")
+def test_edit_a_gif_photo_with_the_default_pack(tmp_path, capsys):
+    from studio.core.pack import default_pack
+
+    if default_pack() is None:
+        pytest.skip("no default pack")
+    Image.open(DATA / "faces" / "celebahq_male_005735.jpg").save(tmp_path / "face.gif")
+    assert main(["edit", str(tmp_path / "face.gif"), "--direction", "sefa0=1", "--out", str(tmp_path / "g.png")]) == 0
+    assert _img(tmp_path / "g.png").ndim == 3
+
+
+def test_read_npy_never_suggests_unpickling(files, tmp_path, capsys):
+    import os
+
+    d, model, G = files
+    (tmp_path / "text.npy").write_text("1 2 3\n4 5 6\n")
+    (tmp_path / "random.npy").write_bytes(np.random.RandomState(0).bytes(300))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with open(tmp_path / "arch.npz", "wb") as f:
+        np.savez(f, a=np.ones(3))
+    os.replace(tmp_path / "arch.npz", tmp_path / "arch.npy")
+    good = (tmp_path / "ok.npy")
+    np.save(good, np.ones((2, 3), np.float32))
+    (tmp_path / "cut.npy").write_bytes(good.read_bytes()[:-4])
+    for name, needle in [("text.npy", "not a .npy latent file"), ("random.npy", "not a .npy latent file"),
+                         ("empty.npy", "not a .npy latent file"), ("objects.npy", "never loads"),
+                         ("arch.npy", ".npz archive"), ("cut.npy", "truncated")]:
+        assert main(["edit", str(tmp_path / name), "--model", str(model), "--out", str(tmp_path / "x.png")]) == 2
+        err = _err(capsys, name, needle)
+        assert "allow_pickle" not in err and "unsafe" not in err and "trust" not in err
+        with pytest.raises(StudioError) as e:
+            read_npy(tmp_path / name, "latent")
+        assert "allow_pickle" not in str(e.value) and "unsafe" not in str(e.value)
+    assert read_npy(good).shape == (2, 3)
+    with pytest.raises(StudioError, match="no such file"):
+        read_npy(tmp_path / "nope.npy")

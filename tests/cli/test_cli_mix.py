@@ -85,3 +85,42 @@ def test_mix_errors_are_clear(files, tmp_path, capsys):
     assert main(["mix", str(faces[0]), str(faces[1]), "--aligned", "--student", str(spath),
                  "--out", str(tmp_path / "no" / "dir" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_mix_never_overwrites_an_input(files, tmp_path, capsys):
+    import shutil
+
+    spath, mpath, _, faces = files
+    content, style = tmp_path / "c.png", tmp_path / "style.png"
+    shutil.copy(faces[0], content)
+    shutil.copy(faces[1], style)
+    before = {p: p.read_bytes() for p in (content, style, spath)}
+    for target in (content, style, tmp_path / "sub" / ".." / "c.png"):
+        if target.parent.name == "..":
+            (tmp_path / "sub").mkdir(exist_ok=True)
+        assert main(["mix", str(content), str(style), "--aligned", "--student", str(spath), "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "is an input file" in err and err.count("\n") == 1
+    assert main(["mix", str(content), str(style), "--aligned", "--model", str(mpath), "--out", str(mpath)]) == 2
+    assert "is an input file" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before
+    assert main(["mix", str(content), str(style), "--aligned", "--student", str(spath), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["mix", str(content), str(style), "--aligned", "--student", str(spath),
+                 "--out", str(tmp_path / "m.gif")]) == 2
+    assert "unknown image suffix" in capsys.readouterr().err
+
+
+def test_mix_student_and_method_conflict(files, tmp_path, capsys):
+    """--method forces the inversion path, so with --student it is an error, not silently ignored."""
+    spath, mpath, _, faces = files
+    out = tmp_path / "x.png"
+    assert main(["mix", str(faces[0]), str(faces[1]), "--aligned", "--student", str(spath), "--model", str(mpath),
+                 "--method", "crg", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--student and --method" in err and err.count("\n") == 1
+    assert not out.exists()
+    # --method alone forces the inversion path
+    assert main(["mix", str(faces[0]), str(faces[1]), "--aligned", "--model", str(mpath), "--method", "crg",
+                 "--out", str(out)]) == 0
+    assert "crg inversion + generator" in capsys.readouterr().out
