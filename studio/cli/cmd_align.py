@@ -1,12 +1,17 @@
-"""``stylestudio align IN... --out DIR``: FFHQ-align the faces of photos, with a JSON of the transforms.
+"""``stylestudio align IN... --out DIR``: align the faces of photos (FFHQ recipe), with a JSON of the transforms.
 
 For each input, writes ``<stem>.png`` (best face) or ``<stem>_face<k>.png`` (``--all-faces``, best
 first) into DIR, plus ``DIR/transforms.json``, which ``stylestudio paste`` reads to put an edited
-face back into the photo.
+face back into the photo. A name that would be one of the input photos becomes ``<stem>_aligned.png``
+(an input is never overwritten).
+
+The alignment profile defaults to the embedded model pack's (the model ``invert``, ``edit`` and
+``mix`` use by default), so their inputs line up; ``--profile`` picks another.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -19,62 +24,128 @@ from studio.core.fileio import atomic_write_text
 log = logging.getLogger(__name__)
 
 TRANSFORMS_JSON = "transforms.json"
+DEFAULT_MIN_SCORE = 0.25
+
+
+def megapixels(text: str) -> float:
+    """argparse type of ``--detect-mp``: a finite number of megapixels > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megapixels (e.g. 2.2), got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of megapixels (e.g. 2.2), got {text!r}")
+    if v * 1e6 < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} megapixels is less than one pixel")
+    return v
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "align", help="align the faces in photos (FFHQ crop) for encoding/editing",
+        "align", help="align the faces in photos (FFHQ recipe) for encoding/editing",
         description="Detect faces (dlib), align them with the FFHQ recipe and write PNGs plus a JSON "
                     "of the transforms (for `stylestudio paste`).")
     p.add_argument("inputs", nargs="+", metavar="IN", help="photos (JPEG, PNG, WebP, BMP, TIFF, GIF)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--size", type=int, default=None,
-                   help="aligned image side in pixels (default: the profile's, 256 for 'ffhq')")
+                   help="aligned image side in pixels (default: the profile's, e.g. 256 for 'ffhq')")
     p.add_argument("--transform-size", type=int, default=None,
                    help="intermediate QUAD transform side (default: the profile's; NVlabs FFHQ used 4096 for 1024)")
-    p.add_argument("--profile", default="ffhq",
-                   help="alignment profile: 'ffhq', 'ffhq-1024' or a JSON file (e.g. a model pack's manifest)")
+    p.add_argument("--profile", default=None,
+                   help="alignment profile: 'ffhq', 'ffhq-1024', a JSON file or a model pack (its folder or "
+                        "manifest.json). Default: the embedded model pack's profile, the one invert/edit/mix "
+                        "use by default ('ffhq' when no pack is installed)")
     p.add_argument("--all-faces", action="store_true", help="align every detected face, not only the best one")
     p.add_argument("--official", action="store_true",
                    help="pSp/e4e compatibility: detector(img, 1) on the full image and the LAST detection "
-                        "(may pick a non-face when there are several detections)")
-    p.add_argument("--detect-mp", type=float, default=None,
+                        "(may pick a non-face when there are several detections); profile 'ffhq' unless "
+                        "--profile is given")
+    p.add_argument("--detect-mp", type=megapixels, default=None,
                    help="detector work budget in megapixels (default 2.2; larger finds smaller faces, slower)")
-    p.add_argument("--min-score", type=float, default=0.25,
-                   help="with --all-faces, skip extra detections scoring below this (default 0.25; the best "
-                        "face is always kept; dlib's own threshold is 0)")
+    p.add_argument("--min-score", type=float, default=None,
+                   help=f"with --all-faces, skip extra detections scoring below this (default {DEFAULT_MIN_SCORE}; "
+                        "the best face is always kept; dlib's own threshold is 0)")
     p.add_argument("--json", default=TRANSFORMS_JSON, help=f"name of the transforms file in DIR (default {TRANSFORMS_JSON})")
     p.set_defaults(func=run)
 
 
-def _unique(name: str, used: set[str]) -> str:
+def default_profile_spec():
+    """The alignment profile of the model the other commands use by default (the embedded pack's
+    manifest ``alignment_profile``), or ``'ffhq'`` when there is no pack or it names none."""
+    from studio.core.pack import default_pack
+
+    pack = default_pack()
+    if pack is None:
+        return "ffhq"
+    try:
+        man = json.loads((pack / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        log.warning("cannot read the default pack's manifest (%s); using the 'ffhq' profile", e)
+        return "ffhq"
+    spec = man.get("alignment_profile") if isinstance(man, dict) else None
+    return spec if isinstance(spec, (dict, str)) and spec else "ffhq"
+
+
+def _profile(spec):
+    from studio.core.align import get_profile
+
+    if spec is None:
+        return get_profile(default_profile_spec())
+    p = Path(spec)
+    if p.is_dir():  # a model pack folder: its manifest names the profile
+        if not (p / "manifest.json").is_file():
+            raise StudioError(f"--profile {spec}: a folder must be a model pack (with a manifest.json)")
+        p = p / "manifest.json"
+        try:
+            man = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise StudioError(f"cannot read {p}: {e}") from None
+        return get_profile((man.get("alignment_profile") if isinstance(man, dict) else None) or "ffhq")
+    return get_profile(spec)
+
+
+def _output_name(name: str, used: set[str], out_dir: Path, inputs: list[str]) -> str:
+    """``name``, or a variant of it, that is neither already used nor one of the input photos
+    (``<stem>_aligned.png`` when ``name`` is an input)."""
     stem, suffix = name.rsplit(".", 1)
-    cand, k = name, 2
-    while cand in used:
-        cand = f"{stem}_{k}.{suffix}"
+    cand = f"{stem}_aligned.{suffix}" if _is_input_name(name, out_dir, inputs) else name
+    base, k = cand.rsplit(".", 1)[0], 2
+    while cand in used or _is_input_name(cand, out_dir, inputs):
+        cand = f"{base}_{k}.{suffix}"
         k += 1
     used.add(cand)
     return cand
 
 
 def run(args) -> int:
-    from studio.core.align import align_face, get_profile
+    from studio.cli.common import check_not_input
+    from studio.core.align import align_face
     from studio.core.errors import NoFaceError
     from studio.core.faces import DEFAULT_DETECT_BUDGET, RETRY_DETECT_BUDGET, detect_faces
     from studio.core.imageio import load_image, save_image
 
-    profile = get_profile(args.profile)
+    if args.official and args.all_faces:
+        raise StudioError("--all-faces and --official cannot be combined (--official keeps only the last "
+                          "detection, as pSp/e4e do); drop one of them")
+    if args.official and args.detect_mp is not None:
+        raise StudioError("--detect-mp does not apply with --official (it always scans the full image, "
+                          "upsampled 2x); drop one of them")
+    if args.min_score is not None and not args.all_faces:
+        raise StudioError("--min-score only applies with --all-faces (otherwise only the best face is aligned)")
+    min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
+    # --official reproduces pSp / e4e's align_face, whose recipe is FFHQ's: that stays its default
+    profile = _profile("ffhq" if args.official and args.profile is None else args.profile)
     size = args.size if args.size is not None else profile.output_size
     if size < 8 or size > 8192:
         raise StudioError(f"--size must be between 8 and 8192 pixels, got {size}")
     if args.transform_size is not None and args.transform_size < size:
         raise StudioError(f"--transform-size ({args.transform_size}) must be >= --size ({size})")
-    budget = DEFAULT_DETECT_BUDGET if args.detect_mp is None else int(args.detect_mp * 1e6)
+    budget = DEFAULT_DETECT_BUDGET if args.detect_mp is None else max(1, int(args.detect_mp * 1e6))
     out_dir = Path(args.out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StudioError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StudioError(f"--out {out_dir} exists and is not a folder")
+    json_path = out_dir / args.json
+    check_not_input(json_path, *args.inputs, flag="--json")
 
     items: list[dict] = []
     used: set[str] = set()
@@ -89,9 +160,13 @@ def run(args) -> int:
             else:
                 faces = detect_faces(img, budget=budget, path=src,
                                      **({} if args.detect_mp is None else {"retry_budget": None}))
+                likely = faces[:1] + [f for f in faces[1:] if f.score >= min_score]
                 if args.all_faces:
-                    faces = faces[:1] + [f for f in faces[1:] if f.score >= args.min_score]
+                    faces = likely
                 else:
+                    if len(likely) > 1:
+                        print(f"note: {Path(src).name}: {len(likely)} faces found; using the most confident "
+                              f"(--all-faces aligns every one)", file=sys.stderr)
                     faces = faces[:1]
             stem = Path(src).stem
             for k, face in enumerate(faces):
@@ -100,7 +175,13 @@ def run(args) -> int:
                     ts = size
                 aligned = align_face(img, face.landmarks, profile, output_size=size, transform_size=ts,
                                      exact=True if args.official else None)
-                name = _unique(f"{stem}_face{k}.png" if args.all_faces else f"{stem}.png", used)
+                want = f"{stem}_face{k}.png" if args.all_faces else f"{stem}.png"
+                name = _output_name(want, used, out_dir, args.inputs)
+                if not out_dir.is_dir():
+                    try:
+                        out_dir.mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise StudioError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
                 save_image(out_dir / name, aligned.image)
                 items.append({
                     "input": str(Path(src).resolve()),
@@ -111,7 +192,9 @@ def run(args) -> int:
                     "exif_orientation": info.orientation,
                     "transform": aligned.transform.to_dict(),
                 })
-                print(f"{src} -> {out_dir / name}  (face {k}, score {face.score:.2f})")
+                renamed = (f"; not {want}: that is an input photo"
+                           if name != want and _is_input_name(want, out_dir, args.inputs) else "")
+                print(f"{src} -> {out_dir / name}  (face {k}, score {face.score:.2f}{renamed})")
         except StudioError as e:
             failed += 1
             hint = ""
@@ -122,17 +205,26 @@ def run(args) -> int:
                     mp = math.ceil(min(full, 4 * scanned) / 1e5) / 10
                     hint = f" (or scan it at a higher resolution, slower: --detect-mp {mp:g})"
             print(f"stylestudio align: error: {e}{hint}", file=sys.stderr)
+    if not items:  # every input failed (each said why): write nothing, not even the folder
+        print(f"stylestudio align: error: no face aligned ({failed} input(s) failed); nothing written",
+              file=sys.stderr)
+        return 1
     doc = {"version": 1, "profile": profile.to_dict(), "size": size, "items": items}
-    json_path = out_dir / args.json
     old = _read_existing(json_path)
     if old:  # several runs into one folder: keep earlier items whose images were not overwritten
         names = {it["output"] for it in items}
         doc["items"] = [it for it in old if it.get("output") not in names] + items
     atomic_write_text(json_path, json.dumps(doc, indent=1))
-    print(f"wrote {len(items)} aligned face(s) and {json_path}")
+    print(f"wrote {len(items)} aligned face(s) ({profile.name} profile, {size} px) and {json_path}")
     if failed:
         return 1
     return 0
+
+
+def _is_input_name(name: str, out_dir: Path, inputs: list[str]) -> bool:
+    from studio.cli.common import same_file
+
+    return any(same_file(out_dir / name, src) for src in inputs)
 
 
 def _read_existing(path: Path) -> list[dict]:

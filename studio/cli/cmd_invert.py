@@ -38,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="model file or pack (default: the embedded pack)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--aligned", action="store_true", help="PHOTO is already an aligned square face")
-    p.add_argument("--steps", type=int, default=None, help="optimisation steps (optimize / hybrid)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (only with --method optimize or hybrid)")
     p.add_argument("--hybrid-encoder", default=None, help="encoder that starts the hybrid method (default: best available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the optimisation's random draws")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
@@ -46,10 +46,30 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: Extra detections scoring below this are not counted as faces in the "several faces" note
+#: (``stylestudio align --all-faces`` skips them by default too).
+NOTE_MIN_SCORE = 0.25
+STEP_METHODS = ("optimize", "hybrid")
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def default_method(bundle) -> str:
+    """The method used when none is given: the model's first encoder, else ``optimize``."""
+    from studio.core.inversion import ENCODER_METHODS, bundle_encoders
+
+    encoders = bundle_encoders(bundle)
+    return next((k for k in ENCODER_METHODS if k in encoders), "optimize")
+
+
 def invert_photo(photo, bundle, *, method: str | None = None, aligned: bool = False, steps: int | None = None,
-                 seed: int = 0, hybrid_encoder: str | None = None, device: str = "auto", progress=None):
+                 seed: int = 0, hybrid_encoder: str | None = None, device: str = "auto", progress=None,
+                 note=_note):
     """Align ``photo``'s best face with the model's profile (unless ``aligned``) and invert it.
 
+    ``note(text)`` is told when the photo has several faces (the most confident one is used).
     Returns ``(inversion, aligned_image, transform_or_None, image_info)``.
     """
     import dataclasses
@@ -82,7 +102,12 @@ def invert_photo(photo, bundle, *, method: str | None = None, aligned: bool = Fa
         face_img = img
     else:
         profile = get_profile(bundle.meta.get("alignment_profile"))
-        face = detect_faces(img, path=photo)[0]
+        faces = detect_faces(img, path=photo)
+        n = 1 + sum(f.score >= NOTE_MIN_SCORE for f in faces[1:])
+        if n > 1 and note is not None:
+            note(f"{Path(photo).name}: {n} faces found; using the most confident (to invert another one, "
+                 f"align them all with `stylestudio align --all-faces`, then `stylestudio invert FILE --aligned`)")
+        face = faces[0]
         a = align_face(img, face.landmarks, profile)
         face_img, transform = a.image, a.transform
     return inverter.invert(face_img, progress=progress), face_img, transform, info
@@ -94,13 +119,23 @@ def print_progress(p) -> None:
 
 
 def run(args) -> int:
-    from studio.cli.common import resolve_model
+    from studio.cli.common import check_not_input, resolve_model
     from studio.core.formats import load_checkpoint
     from studio.core.imageio import save_image
 
+    out_dir = Path(args.out)
+    stem = Path(args.photo).stem
+    outputs = [f"{stem}.npy", f"{stem}_recon.png", f"{stem}_aligned.png", f"{stem}.json", "transforms.json"]
+    check_not_input(out_dir, args.photo)
+    for name in outputs:
+        check_not_input(out_dir / name, args.photo)
+    if args.steps is not None and args.method is not None and args.method not in STEP_METHODS:
+        raise StudioError(f"--steps only applies to --method optimize or hybrid, not {args.method}")
     model_path = resolve_model(args.model)
     bundle = load_checkpoint(model_path)
-    out_dir = Path(args.out)
+    if args.steps is not None and args.method is None and default_method(bundle) not in STEP_METHODS:
+        raise StudioError(f"--steps only applies to --method optimize or hybrid; this model's default method "
+                          f"is {default_method(bundle)} (an encoder: no steps). Add --method optimize or hybrid")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -108,7 +143,6 @@ def run(args) -> int:
     res, aligned, transform, info = invert_photo(
         args.photo, bundle, method=args.method, aligned=args.aligned, steps=args.steps, seed=args.seed,
         hybrid_encoder=args.hybrid_encoder, device=args.device, progress=print_progress)
-    stem = Path(args.photo).stem
     metrics = dict(res.metrics)
     if not args.no_identity:
         metrics["identity"] = _identity(aligned, res.reconstruction)

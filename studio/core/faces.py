@@ -169,11 +169,17 @@ def plan_detection(height: int, width: int, *, upsample: int = 1,
     scanned area ``H * W * 4**upsample`` fits ``budget``; otherwise the upsampling is reduced first
     (same result for large faces, 4x cheaper), then the image is shrunk by the smallest integer
     factor that fits (a box filter: fast, and boxes map back exactly). ``budget=None`` always gives
-    the official behaviour.
+    the official behaviour; any other budget must be a finite number of pixels >= 1 (ValueError).
     """
     up = max(int(upsample), 0)
     if budget is None:
         return DetectPlan(1, up)
+    try:
+        ok = not isinstance(budget, (bool, str)) and math.isfinite(float(budget)) and float(budget) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:  # 0, negative, NaN or inf would never fit (the shrink loop below would not end)
+        raise ValueError(f"detection budget must be a finite number of pixels >= 1 (or None), got {budget!r}")
     pixels = float(height) * float(width)
     while up > 0 and pixels * 4 ** up > budget:
         up -= 1

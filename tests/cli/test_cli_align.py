@@ -19,7 +19,7 @@ FACES = DATA / "faces"
 def test_align_then_paste_round_trip(tmp_path, capsys):
     src = FACES / "astronaut.png"
     out = tmp_path / "aligned"
-    assert main(["align", str(src), "--out", str(out), "--size", "128"]) == 0
+    assert main(["align", str(src), "--out", str(out), "--size", "128", "--profile", "ffhq"]) == 0
     aligned = out / "astronaut.png"
     img = np.asarray(Image.open(aligned))
     assert img.shape == (128, 128, 3)
@@ -122,9 +122,127 @@ def test_official_mode_reproduces_fixture(tmp_path):
     cases = sorted(p for p in d.iterdir() if (p / "aligned_256.png").is_file()) if d.is_dir() else []
     if not cases:
         pytest.skip("no ffhq_align fixtures")
-    for case in cases:
+    for i, case in enumerate(cases):
         out = tmp_path / case.name
-        assert main(["align", str(case / "input.png"), "--out", str(out), "--official"]) == 0
+        profile = ["--profile", "ffhq"] if i % 2 else []  # --official's default profile is FFHQ's
+        assert main(["align", str(case / "input.png"), "--out", str(out), "--official", *profile]) == 0
         got = np.asarray(Image.open(out / "input.png"))
         want = np.asarray(Image.open(case / "aligned_256.png").convert("RGB"))
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def _no_hang(fn, seconds: int = 10):
+    """Run ``fn``, failing (not hanging) if it loops for more than ``seconds``."""
+    import signal
+
+    def on_alarm(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_never_overwrites_an_input_photo(tmp_path, capsys):
+    d = tmp_path / "same"
+    d.mkdir()
+    me = d / "me.png"
+    shutil.copy(FACES / "astronaut.png", me)
+    before = me.read_bytes()
+    assert main(["align", str(me), "--out", str(d), "--size", "32"]) == 0
+    assert me.read_bytes() == before  # the photo is untouched
+    out = capsys.readouterr().out
+    assert "me_aligned.png" in out and "input photo" in out
+    assert np.asarray(Image.open(d / "me_aligned.png")).shape == (32, 32, 3)
+    (item,) = json.loads((d / "transforms.json").read_text())["items"]
+    assert item["output"] == "me_aligned.png" and item["input"] == str(me.resolve())
+    # the fallback name is itself an input: neither photo is overwritten, names stay distinct
+    d2 = tmp_path / "two"
+    d2.mkdir()
+    me, other = d2 / "me.png", d2 / "me_aligned.png"
+    shutil.copy(d / "me.png", me)
+    shutil.copy(d / "me.png", other)
+    assert main(["align", str(me), str(other), "--out", str(d2), "--size", "32"]) == 0
+    assert me.read_bytes() == before and other.read_bytes() == before
+    names = [it["output"] for it in json.loads((d2 / "transforms.json").read_text())["items"]]
+    assert sorted(names) == ["me_aligned_2.png", "me_aligned_aligned.png"]
+    assert {"me.png", "me_aligned.png"}.isdisjoint(names)
+
+
+def test_default_profile_is_the_default_models(tmp_path, monkeypatch):
+    """align's default = the profile invert/edit use with the default model, so their crops match."""
+    from studio.core.align import get_profile
+    from studio.core.formats import load_checkpoint
+    from studio.core.pack import default_pack
+
+    pack = default_pack()
+    if pack is None:
+        pytest.skip("no default model pack installed")
+    want = get_profile(load_checkpoint(pack).meta.get("alignment_profile")).to_dict()
+    out = tmp_path / "o"
+    assert main(["align", str(FACES / "astronaut.png"), "--out", str(out)]) == 0
+    doc = json.loads((out / "transforms.json").read_text())
+    assert doc["profile"] == want and doc["size"] == want["output_size"]
+    assert np.asarray(Image.open(out / "astronaut.png")).shape == (want["output_size"],) * 2 + (3,)
+    # a pack folder as --profile gives the same; an explicit --profile wins
+    assert main(["align", str(FACES / "astronaut.png"), "--out", str(tmp_path / "p"), "--profile", str(pack)]) == 0
+    assert json.loads((tmp_path / "p" / "transforms.json").read_text())["profile"] == want
+    assert main(["align", str(FACES / "astronaut.png"), "--out", str(tmp_path / "f"), "--profile", "ffhq"]) == 0
+    assert json.loads((tmp_path / "f" / "transforms.json").read_text())["profile"]["name"] == "ffhq"
+    # no pack installed: FFHQ
+    monkeypatch.setattr("studio.core.pack.default_pack", lambda: None)
+    assert main(["align", str(FACES / "astronaut.png"), "--out", str(tmp_path / "n"), "--size", "32"]) == 0
+    assert json.loads((tmp_path / "n" / "transforms.json").read_text())["profile"]["name"] == "ffhq"
+
+
+@pytest.mark.parametrize("mp", ["0", "-1", "nan", "inf", "-inf", "1e-9", "lots"])
+def test_bad_detect_mp_is_refused_not_a_hang(tmp_path, capsys, mp):
+    with pytest.raises(SystemExit) as e:
+        _no_hang(lambda: main(["align", str(FACES / "astronaut.png"), "--out", str(tmp_path / "o"),
+                               f"--detect-mp={mp}"]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--detect-mp" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_nothing_written_when_every_input_fails(tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["align", str(FACES / "noface_coffee.png"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no face found" in err and "nothing written" in err
+    assert not out.exists()
+    # an existing folder and transforms file are left as they were
+    out.mkdir()
+    (out / "transforms.json").write_text('{"version": 1, "items": []}')
+    assert main(["align", str(FACES / "noface_coffee.png"), "--out", str(out)]) == 1
+    assert (out / "transforms.json").read_text() == '{"version": 1, "items": []}'
+    assert sorted(p.name for p in out.iterdir()) == ["transforms.json"]
+
+
+def test_several_faces_note_without_all_faces(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["align", str(FACES / "two_faces_celebahq.jpg"), "--out", str(out), "--size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "two_faces_celebahq.jpg: 2 faces found" in err and "--all-faces" in err
+    assert [it["output"] for it in json.loads((out / "transforms.json").read_text())["items"]] == \
+        ["two_faces_celebahq.png"]
+    assert main(["align", str(FACES / "astronaut.png"), "--out", str(out), "--size", "32"]) == 0
+    assert "faces found" not in capsys.readouterr().err  # one face: no note
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--all-faces", "--official"], "cannot be combined"),
+    (["--official", "--detect-mp", "5"], "--detect-mp does not apply with --official"),
+    (["--min-score", "0.5"], "--min-score only applies with --all-faces"),
+])
+def test_conflicting_flags_are_refused(tmp_path, capsys, flags, words):
+    out = tmp_path / "o"
+    assert main(["align", str(FACES / "two_faces_celebahq.jpg"), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not out.exists()

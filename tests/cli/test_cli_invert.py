@@ -100,3 +100,54 @@ def test_edit_accepts_a_photo_via_inversion(model, tmp_path):
     assert main(["edit", str(FACES / "celebahq_female_039913.jpg"), "--model", str(path), "--invert-steps", "3",
                  "--out", str(out)]) == 0
     assert np.asarray(Image.open(out)).shape == (32, 32, 3)
+
+
+def test_invert_refuses_an_input_photo_as_out(model, tmp_path, capsys):
+    path, face = model
+    photo = tmp_path / "me.png"
+    photo.write_bytes(face.read_bytes())
+    before = photo.read_bytes()
+    assert main(["invert", str(photo), "--aligned", "--method", "optimize", "--steps", "1", "--model", str(path),
+                 "--out", str(photo), "--no-identity"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--out" in err and "input file" in err and "\n" not in err
+    assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize("method", ["crg", "psp", "e4e"])
+def test_invert_steps_with_an_encoder_method_is_refused(model, tmp_path, capsys, method):
+    path, face = model
+    out = tmp_path / "o"
+    assert main(["invert", str(face), "--aligned", "--method", method, "--steps", "5", "--model", str(path),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--steps only applies to --method optimize or hybrid" in err and method in err
+    assert not out.exists()
+
+
+def test_invert_steps_with_an_encoder_as_default_method_is_refused(model, tmp_path, capsys):
+    """No --method, a model whose default method is an encoder: --steps would be ignored."""
+    from studio.cli.cmd_invert import default_method
+    from studio.core.pack import default_pack
+
+    pack = default_pack()
+    if pack is None or default_method(load_checkpoint(pack)) in ("optimize", "hybrid"):
+        pytest.skip("no default pack with an encoder")
+    _, face = model
+    assert main(["invert", str(face), "--aligned", "--steps", "5", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--steps only applies" in err and "--method optimize" in err
+    # the tiny model has no encoder: its default is optimize, which takes --steps
+    assert default_method(load_checkpoint(model[0])) == "optimize"
+
+
+@pytest.mark.skipif(not FACES.is_dir(), reason="shared sample photos not found")
+def test_invert_notes_several_faces(model, tmp_path, capsys):
+    path, _ = model
+    out = tmp_path / "o"
+    assert main(["invert", str(FACES / "two_faces_celebahq.jpg"), "--method", "optimize", "--steps", "1",
+                 "--model", str(path), "--out", str(out), "--no-identity"]) == 0
+    err = capsys.readouterr().err
+    assert "two_faces_celebahq.jpg: 2 faces found; using the most confident" in err
+    assert "align --all-faces" in err and "--aligned" in err
+    assert (out / "two_faces_celebahq.npy").is_file()

@@ -191,3 +191,25 @@ def test_thread_safe_concurrent_calls():
 def test_bad_order_argument():
     with pytest.raises(ValueError):
         F.detect_faces(np.zeros((64, 64, 3), np.uint8), order="largest")
+
+
+@pytest.mark.parametrize("budget", [0, -1, -2_200_000, 0.5, float("nan"), float("inf"), float("-inf"), "2e6"])
+def test_plan_detection_rejects_budgets_that_never_fit(budget):
+    """0 / negative / NaN / inf used to loop forever (or raise deep inside): a clear ValueError now."""
+    import signal
+
+    def on_alarm(*_):
+        raise TimeoutError("plan_detection still running after 5 s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(5)
+    try:
+        with pytest.raises(ValueError, match="budget"):
+            F.plan_detection(400, 600, budget=budget)
+        with pytest.raises(ValueError, match="budget"):
+            F.detect_faces(np.zeros((40, 60, 3), np.uint8), budget=budget)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert F.plan_detection(400, 600, budget=1) == F.DetectPlan(600, 0)  # the smallest budget that fits
+    assert F.plan_detection(400, 600, budget=np.int64(240_000)) == F.DetectPlan(1, 0)
