@@ -7,6 +7,7 @@ writes an InterFaceGAN ``.npy`` boundary ([1, w_dim]). Both load in ``stylestudi
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="ganspace sampling / interfacegan split seed")
     p.add_argument("--latents", help="interfacegan: latents .npy [N, w_dim] (or W+ with equal rows)")
     p.add_argument("--labels", help="interfacegan: labels .npy / .txt / .csv, one per latent (0/1 or scores)")
-    p.add_argument("--name", default=None, help="interfacegan: attribute name (default: the labels file name)")
+    p.add_argument("--name", default=None,
+                   help="interfacegan: attribute name (default: the --out file name without _w_boundary.npy, "
+                        "else the labels file name); `edit --directions FILE.npy` names it after the file")
     p.add_argument("--ratio", type=float, default=0.02,
-                   help="interfacegan, continuous scores: keep the top/bottom fraction (default 0.02)")
+                   help="interfacegan, continuous scores: keep the top/bottom fraction (at most 0.5; default 0.02), "
+                        "or a count of samples per class when 1 or more")
     p.add_argument("--out", default=None, help="output file (.npz for sefa/ganspace, .npy for interfacegan)")
     p.set_defaults(func=run)
 
@@ -72,39 +76,84 @@ def load_w_latents(path: str | Path, w_dim: int) -> np.ndarray:
     return a.astype(np.float64)
 
 
+OUT_SUFFIX = {"sefa": ".npz", "ganspace": ".npz", "interfacegan": ".npy"}
+
+
+def _check_args(args) -> Path | None:
+    """Validate the options that need no model (before any loading or sampling); the --out path or None."""
+    import math
+
+    from studio.cli.common import check_output
+    from studio.cli.common import check_not_input
+
+    if args.k < 1:
+        raise StudioError("--k must be at least 1")
+    if args.method == "ganspace" and args.samples < 2:
+        raise StudioError("--samples must be at least 2")
+    if args.method == "ganspace" and args.k > args.samples - 1:
+        raise StudioError(f"--k {args.k} needs at least {args.k + 1} --samples ({args.samples} samples give at most "
+                          f"{args.samples - 1} principal components); use more samples or a smaller --k")
+    if args.method == "interfacegan":
+        if not args.latents or not args.labels:
+            raise StudioError("--method interfacegan needs --latents and --labels")
+        if not math.isfinite(args.ratio) or args.ratio <= 0:
+            raise StudioError(f"--ratio must be a positive number (a fraction below 1, or a count), got {args.ratio}")
+    if args.out is None:
+        return None
+    out = Path(args.out)
+    want = OUT_SUFFIX[args.method]
+    if out.suffix.lower() != want:
+        kind = "an InterFaceGAN boundary (.npy)" if want == ".npy" else "a GANSpace-style component archive (.npz)"
+        raise StudioError(f"--out {out}: --method {args.method} writes {kind}; name the file "
+                          f"{out.with_suffix(want).name if out.suffix else out.name + want}")
+    check_output(out, folder=False)
+    check_not_input(out, args.model, args.latents, args.labels)
+    return out
+
+
 def run(args) -> int:
     from studio.cli.cmd_edit import parse_rows
     from studio.cli.common import resolve_model
     from studio.core import directions as dirs
     from studio.core.formats import load_checkpoint
 
+    out = _check_args(args)
     bundle = load_checkpoint(resolve_model(args.model))
     G = bundle.generator
     if G is None:
         raise StudioError(f"{bundle.path}: this file has no generator")
     G = G.eval()
     layers = parse_rows(args.layers, G.num_ws) if args.layers else None
-    if args.k < 1:
-        raise StudioError("--k must be at least 1")
+    if args.method != "interfacegan" and args.k > G.w_dim:
+        raise StudioError(f"--k {args.k} is more than this model's W has dimensions ({G.w_dim}); "
+                          f"use --k {G.w_dim} or less")
     if args.method == "interfacegan":
-        if not args.latents or not args.labels:
-            raise StudioError("--method interfacegan needs --latents and --labels")
+        # edit --directions names a .npy boundary after its file (without _w_boundary), so the default
+        # name and file agree; with --out and no --name the file name is the name.
+        if args.name:
+            name = args.name
+        elif out is not None:
+            name = _loaded_name(out)
+        else:
+            name = Path(args.labels).stem
         x = load_w_latents(args.latents, G.w_dim)
         y = load_labels(args.labels)
-        name = args.name or Path(args.labels).stem
         d = dirs.interfacegan(x, y, name=name, layers=layers, ratio=args.ratio, seed=args.seed)
-        out = dirs.save_interfacegan_npy(d, args.out or f"{name}_w_boundary.npy")
+        out = dirs.save_interfacegan_npy(d, out or f"{name}_w_boundary.npy")
         acc = d.meta.get("val_accuracy")
         print(f"{name}: {d.meta['samples']} samples ({d.meta['labels']} labels), validation accuracy "
               f"{'n/a' if acc is None else f'{acc:.3f}'}")
         print(f"wrote {out}")
+        loaded = dirs.load_interfacegan_npy(out, w_dim=G.w_dim).name  # what `edit --directions` will call it
+        if loaded != name:
+            print(f"note: a .npy boundary holds no name: `stylestudio edit --directions {out}` calls it "
+                  f"{loaded!r} (from the file name), so use --direction {loaded}=AMOUNT, or name the file "
+                  f"{name}_w_boundary.npy to keep {name!r}", file=sys.stderr)
         return 0
     if args.method == "sefa":
         found = dirs.sefa(G, layers=layers, k=args.k)
         key, label = "eigenvalue", "eigenvalue"
     else:
-        if args.samples < 2:
-            raise StudioError("--samples must be at least 2")
         found = dirs.ganspace(G, n_samples=args.samples, k=args.k, layers=layers, seed=args.seed)
         key, label = "variance_ratio", "variance ratio"
     rows = "all" if layers is None else f"{layers[0]}-{layers[1] - 1}"
@@ -112,6 +161,16 @@ def run(args) -> int:
     for d in found:
         lo, hi = d.default_range
         print(f"{d.name:<8} {rows:>6} {d.meta[key]:>15.4g} {f'{lo:+.2f}..{hi:+.2f}':>16}")
-    out = dirs.save_ganspace_npz(found, args.out or f"directions-{args.method}.npz")
+    out = dirs.save_ganspace_npz(found, out or f"directions-{args.method}.npz")
     print(f"wrote {out}")
     return 0
+
+
+def _loaded_name(path: Path) -> str:
+    """The name ``edit --directions PATH`` gives an InterFaceGAN boundary: the file name without
+    ``.npy`` and ``_w_boundary`` / ``_boundary`` (studio.core.directions.load_interfacegan_npy)."""
+    name = Path(path).stem
+    for suffix in ("_w_boundary", "_boundary"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import math
 
 import numpy as np
 import torch
@@ -32,8 +32,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState (NVIDIA's seed convention) takes 0 .. 2**32 - 1
+
+
 def run(args) -> int:
-    from studio.cli.common import parse_range_list, resolve_model
+    from studio.cli.common import check_not_input, check_output, parse_range_list, resolve_model
     from studio.core.errors import StudioError
 
     try:
@@ -42,13 +45,24 @@ def run(args) -> int:
         raise StudioError(f"--seeds: {e}; use e.g. 1-8 or 1,5,9") from None
     if not seeds:
         raise StudioError("--seeds: no seeds given")
-    bundle = load_checkpoint(resolve_model(args.model))
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise StudioError(f"--seeds: {bad[0]} is out of range; seeds must be in 0-{MAX_SEED}")
+    if not math.isfinite(args.psi):
+        raise StudioError(f"--psi must be a finite number, got {args.psi}")
+    if args.batch < 1:
+        raise StudioError(f"--batch must be at least 1, got {args.batch}")
+    model = resolve_model(args.model)
+    out = check_output(args.out, folder=True)
+    check_not_input(out, model)
+    bundle = load_checkpoint(model)
     G = bundle.generator
     if G is None:
-        raise StudioError(f"{args.model}: this file has no generator")
+        raise StudioError(f"{model}: this file has no generator")
+    if args.cutoff is not None and not 1 <= args.cutoff <= G.num_ws:
+        raise StudioError(f"--cutoff must be in 1-{G.num_ws} (this model has {G.num_ws} W+ rows), got {args.cutoff}")
     device = pick_device(args.device)
     G = G.to(device)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images = []
     with torch.inference_mode():
@@ -67,6 +81,6 @@ def run(args) -> int:
     save_image(out / "grid.png", grid)
     atomic_write_json(out / "generate.json", {
         "model": str(bundle.path), "format": bundle.format, "seeds": seeds, "psi": args.psi,
-        "cutoff": args.cutoff, "noise_mode": args.noise_mode})
+        "cutoff": args.cutoff, "noise_mode": args.noise_mode}, allow_nan=False)
     print(f"wrote {len(seeds)} images and grid.png to {out}")
     return 0

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from studio.core.errors import StudioError
 from studio.core.formats import load_checkpoint
+from studio.core.formats.stylestudio_fmt import MANIFEST, read_manifest
 from studio.core.latent import layer_groups
 from studio.core.pack import training_summary
 
@@ -48,11 +51,48 @@ def describe(bundle) -> dict:
     return out
 
 
+def pack_member(path) -> tuple[Path, str] | None:
+    """(pack folder, what the file is there) when ``path`` is a file that the ``manifest.json`` beside it
+    lists (a pack's generator, encoder, student or direction file), else None."""
+    path = Path(path)
+    if not path.is_file() or path.name == MANIFEST:
+        return None
+    try:
+        man = read_manifest(path.parent)
+    except (StudioError, OSError):
+        return None
+    sections = {"networks": "{} network", "encoders": "{} encoder", "students": "{} student",
+                "directions": "{} direction"}
+    for key, role in sections.items():
+        section = man.get(key)
+        items = section.items() if isinstance(section, dict) else enumerate(section) if isinstance(section, list) else ()
+        for name, entry in items:
+            if isinstance(entry, dict) and entry.get("file") == path.name:
+                return path.parent, role.format(name)
+    if isinstance(man.get("extra"), dict) and man["extra"].get("file") == path.name:
+        return path.parent, "extra tensors"
+    return None
+
+
 def run(args) -> int:
     from studio.cli.common import resolve_model
 
-    bundle = load_checkpoint(resolve_model(args.file))
+    path = resolve_model(args.file)
+    member = pack_member(path)
+    try:
+        bundle = load_checkpoint(path)
+    except StudioError as e:
+        if member is None:
+            raise
+        folder, role = member
+        raise StudioError(f"{path} is the {role} file of the model pack {folder}, not a model on its own; point at "
+                          f"the pack folder {folder} instead (stylestudio info {folder})") from e
     d = describe(bundle)
+    if member is not None:
+        folder, role = member
+        d.setdefault("notes", [])
+        d["notes"] = [*d["notes"], f"this is the {role} file of the model pack {folder}; use the pack folder "
+                                   f"({folder}) as the model"]
     if args.json:
         print(json.dumps(d, indent=1, default=str))
         return 0

@@ -128,3 +128,22 @@ def check_outputs(outputs, inputs=(), *, may_update: dict | None = None) -> None
         if key in seen:
             raise StudioError(f"{flag} and {seen[key]} name the same file {p}; choose different names")
         seen[key] = flag
+
+
+def check_output(path: str | Path, *, folder: bool, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output path that cannot be written: a folder that is an existing
+    file, a file that is an existing folder, a path under a file, or one in a read-only folder."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise StudioError(f"{flag} {path} is an existing file; give a folder name")
+        if not folder and path.is_dir():
+            raise StudioError(f"{flag} {path} is an existing folder; give a file name")
+    parent = path if folder and path.is_dir() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise StudioError(f"{flag} {path}: {parent} is a file, so nothing can be created under it")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise StudioError(f"{flag} {path}: the folder {parent} is not writable")
+    return path

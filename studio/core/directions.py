@@ -279,8 +279,13 @@ def interfacegan(latents: np.ndarray, labels: np.ndarray, *, name: str = "attrib
         mode = "binary"
     else:
         n = round(ratio * len(y)) if ratio < 1 else int(ratio)
-        if n < 2 or 2 * n > len(y):
-            raise DirectionError(f"ratio {ratio} of {len(y)} samples leaves {n} per class; use more samples or a larger ratio")
+        if n < 2:
+            raise DirectionError(f"ratio {ratio} of {len(y)} samples leaves {n} per class (need at least 2); "
+                                 f"use more samples or a larger ratio")
+        if 2 * n > len(y):
+            raise DirectionError(f"ratio {ratio} of {len(y)} samples asks for {n} per class, but the top and "
+                                 f"bottom {n} would overlap; use a smaller ratio (at most 0.5, or a count of at "
+                                 f"most {len(y) // 2})")
         order = np.argsort(y.astype(np.float64), kind="stable")
         idx = np.concatenate([order[-n:], order[:n]])
         x, y = x[idx], np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
