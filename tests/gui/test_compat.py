@@ -1,4 +1,4 @@
-"""The guard against PySide6 builds that lose references to None on CPython < 3.12."""
+"""The guard against PySide6 builds that lose references to None / True / False on CPython < 3.12."""
 
 from __future__ import annotations
 
@@ -41,3 +41,28 @@ def test_guard_outlasts_the_leak(qapp):
             QCoreApplication.processEvents()
     assert start - sys.getrefcount(None) > 80_000  # the leak is real here ...
     assert sys.getrefcount(None) > compat.NONE_FLOOR // 2  # ... and the guard keeps None alive
+
+
+def test_guard_outlasts_the_bool_leak(qapp):
+    """More signal emits than True has references (each emit() drops one with the affected bindings):
+    without the guard the process aborts with 'bool_dealloc' (seen at exit of the training screenshots)."""
+    from PySide6.QtCore import QCoreApplication, QObject, Signal
+
+    from studio.gui import compat
+
+    if not compat.bool_leaks():
+        pytest.skip("these bindings do not lose references to True / False")
+    assert compat.install_none_guard()
+
+    class Emitter(QObject):
+        done = Signal(int, bool)
+
+    e = Emitter()
+    e.done.connect(lambda *_: None)
+    start = sys.getrefcount(True)
+    for i in range(100_000):
+        e.done.emit(i, False)
+        if i % 10_000 == 0:
+            QCoreApplication.processEvents()
+    assert sys.getrefcount(True) > compat.NONE_FLOOR // 2  # alive, whatever the leak took
+    assert start - sys.getrefcount(True) > 80_000 or sys.getrefcount(True) > start  # the leak is real here
