@@ -140,6 +140,12 @@ class MainWindow(QMainWindow):
         self.pasted_image: np.ndarray | None = None  # photo with the edit pasted back
         self._shown_gen = 0
         self._invert_job = None
+        self._pending_saves: dict = {}    # project saves submitted but not yet written
+        # Which face the canvas shows (bumped whenever the photo / aligned face changes) and which face
+        # the session's source latent was inverted from: the edit is pasted into the photo, and
+        # Refine offered, only while they agree; a late inversion of an earlier face is dropped.
+        self._face_token = 0
+        self._source_token = 0
         self._sliders: dict[str, DirectionSlider] = {}
         self.invert_step = 0              # last progress step reported by the running inversion
         self._pending_open: str | None = None
@@ -767,6 +773,8 @@ class MainWindow(QMainWindow):
 
     def _photo_aligned(self, photo, aligned, index: int = 0, note: str = "") -> None:
         self._add_recent(photo.path)
+        self.cancel_inversion()  # an inversion or Refine of the previous face must not land on this one
+        self._face_token += 1    # the session's latent is of the previous face until this one is inverted
         self.photo, self.aligned, self.face_index = photo, aligned, index
         self.pasted_image = None
         self.edit_image = None
@@ -789,6 +797,8 @@ class MainWindow(QMainWindow):
                          on_error=lambda e: self.show_error("Cannot open the project", e))
 
     def _project_opened(self, session: EditSession, path) -> None:
+        self.cancel_inversion()
+        self._new_source_face()
         self.photo = self.aligned = None
         self.pasted_image = None
         self._set_session(session, on_disk=True)
@@ -806,11 +816,18 @@ class MainWindow(QMainWindow):
         data = self.session.to_project_bytes()
         sess, version = self.session, self.session.version
 
-        def write(ctx):
+        p = Path(path)
+        if p.suffix.lower() != ws_ops.PROJECT_SUFFIX:  # 'edit' or 'edit.txt': File ▸ Open must know it
+            p = p.with_name(p.name + ws_ops.PROJECT_SUFFIX)
+
+        def write(ctx=None):
             from studio.core.fileio import atomic_write_bytes
 
-            p = Path(path) if Path(path).suffix else Path(path).with_suffix(ws_ops.PROJECT_SUFFIX)
-            atomic_write_bytes(p, data)
+            try:
+                atomic_write_bytes(p, data)
+            except OSError as e:
+                raise StudioError(f"cannot write {p} ({e.strerror or e}); check that the folder exists "
+                                  f"and is writable, or save somewhere else") from None
             return p
 
         def done(p):
@@ -824,8 +841,19 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Saved {p}", 5000)
             self.project_saved.emit(str(p))
 
-        self.jobs.submit(write, name="save project", on_done=done,
-                         on_error=lambda e: self.show_error("Cannot save the project", e))
+        key = object()
+        self._pending_saves[key] = (write, sess, version)  # written at close if still queued then
+
+        def finished(ok, value):
+            if self._pending_saves.pop(key, None) is None:
+                return  # already written by shutdown()
+            if ok:
+                done(value)
+            else:
+                self.show_error("Cannot save the project", value)
+
+        self.jobs.submit(write, name="save project", on_done=lambda v: finished(True, v),
+                         on_error=lambda e: finished(False, e))
 
     # ------------------------------------------------------------------------------------------------
     # Inversion and random faces
@@ -835,9 +863,9 @@ class MainWindow(QMainWindow):
             self.show_message("info", "No face", "Open a photo with a face first (File ▸ Open or drop it here).")
             return
         method = self.method
-        if method is None:
-            return
-        model, image, steps = self.model, self.aligned.image, self.optimize_steps
+        if method is None or self._invert_job is not None or self._refine_job is not None:
+            return  # one inversion at a time (Cancel / Esc stops the running one)
+        model, image, steps, token = self.model, self.aligned.image, self.optimize_steps, self._face_token
         self.progress.setValue(0)
         self.invert_step = 0
         self.invert_button.setEnabled(False)
@@ -849,9 +877,18 @@ class MainWindow(QMainWindow):
         def job(ctx):
             return ws_ops.invert(model, image, method, steps=steps, progress=ctx.progress, cancel=ctx.token)
 
-        self._invert_job = self.jobs.submit(job, name="invert", key="invert", on_done=self._inverted,
-                                            on_error=self._invert_failed, on_cancelled=self._invert_cancelled,
-                                            on_progress=self._invert_progress)
+        ref: list = []
+        self._invert_job = self.jobs.submit(
+            job, name="invert", key="invert", on_done=lambda inv: self._inverted(inv, token, ref[0]),
+            on_error=lambda e: self._invert_failed(e, ref[0]), on_cancelled=lambda: self._invert_cancelled(ref[0]),
+            on_progress=lambda p: self._invert_progress(p, token))
+        ref.append(self._invert_job)
+        self._update_actions()
+
+    def _new_source_face(self) -> None:
+        """The canvas moves to a face whose latent the session holds (random face, project, recovery)."""
+        self._face_token += 1
+        self._source_token = self._face_token
 
     def cancel_inversion(self) -> None:
         for job in (self._invert_job, self._refine_job):
@@ -871,7 +908,10 @@ class MainWindow(QMainWindow):
             return
         if self._invert_job is not None or self._refine_job is not None:
             return
-        model, image = self.model, self.aligned.image
+        if self._source_token != self._face_token:
+            self.show_message("info", "Nothing to refine", "Invert this face first; Refine then improves its latent.")
+            return
+        model, image, token = self.model, self.aligned.image, self._face_token
         start, steps = self.session.state.source.copy(), self.refine_steps.value()
         if self.settings is not None:
             self.settings.setValue("refine_steps", steps)
@@ -883,17 +923,24 @@ class MainWindow(QMainWindow):
             return ws_ops.refine(model, image, start, steps=steps, preview_every=max(1, min(5, steps // 10 or 1)),
                                  progress=ctx.progress, cancel=ctx.token)
 
-        self._refine_job = self.jobs.submit(job, name="refine", key="invert", on_done=self._refined,
-                                            on_error=self._refine_failed, on_cancelled=self._refine_cancelled,
-                                            on_progress=self._invert_progress)
+        ref: list = []
+        self._refine_job = self.jobs.submit(
+            job, name="refine", key="invert", on_done=lambda inv: self._refined(inv, token, ref[0]),
+            on_error=lambda e: self._refine_failed(e, ref[0]), on_cancelled=lambda: self._refine_cancelled(ref[0]),
+            on_progress=lambda p: self._invert_progress(p, token))
+        ref.append(self._refine_job)
         self._update_actions()
 
-    def _refine_end(self) -> None:
-        self._refine_job = None
+    def _refine_end(self, job=None) -> None:
+        if job is None or self._refine_job is job:  # not a newer run's
+            self._refine_job = None
         self._update_actions()
 
-    def _refined(self, inv) -> None:
-        self._refine_end()
+    def _refined(self, inv, token: int | None = None, job=None) -> None:
+        self._refine_end(job)
+        if token is not None and token != self._face_token:
+            self.statusBar().showMessage("The refinement of the previous face was dropped", 5000)
+            return
         self.progress.setValue(100)
         self.last_inversion = inv
         if self.session is not None:
@@ -903,34 +950,40 @@ class MainWindow(QMainWindow):
             f"Refined in {inv.seconds:.1f} s" + (f" (LPIPS {lp:.3f})" if lp is not None else ""), 8000)
         self.refine_finished.emit()
 
-    def _refine_failed(self, e) -> None:
-        self._refine_end()
+    def _refine_failed(self, e, job=None) -> None:
+        self._refine_end(job)
         self.progress.setValue(0)
         self.show_error("Refinement failed", e)
         self._refresh_canvas()
 
-    def _refine_cancelled(self) -> None:
-        self._refine_end()
+    def _refine_cancelled(self, job=None) -> None:
+        self._refine_end(job)
         self.progress.setValue(0)
         self.statusBar().showMessage("Refinement cancelled: the face is unchanged", 4000)
         self._refresh_canvas()
 
-    def _invert_progress(self, p) -> None:
+    def _invert_progress(self, p, token: int | None = None) -> None:
+        if token is not None and token != self._face_token:
+            return  # a run for the previous face, being cancelled: don't draw it over this one
         self.invert_step = getattr(p, "step", 0)
         if getattr(p, "total", 0):
             self.progress.setValue(int(100 * p.step / p.total))
         if getattr(p, "preview", None) is not None and not self.show_original.isChecked():
             self.edit_view.set_array(p.preview)
 
-    def _invert_end(self) -> None:
-        self._invert_job = None
-        self.invert_button.setEnabled(True)
+    def _invert_end(self, job=None) -> None:
+        if job is None or self._invert_job is job:  # not a newer run's
+            self._invert_job = None
         self._update_actions()
 
-    def _inverted(self, inv) -> None:
-        self._invert_end()
+    def _inverted(self, inv, token: int | None = None, job=None) -> None:
+        self._invert_end(job)
+        if token is not None and token != self._face_token:
+            self.statusBar().showMessage("The inversion of the previous face was dropped", 5000)
+            return
         self.progress.setValue(100)
         self.last_inversion = inv
+        self._source_token = self._face_token  # the session's latent is now this face's
         latent = inv.latent_wplus.numpy()
         if self.session is None or self.session.model != self.model.identity():
             self._set_session(self._new_session(latent))
@@ -941,14 +994,14 @@ class MainWindow(QMainWindow):
                                      + (f" (LPIPS {lp:.3f})" if lp is not None else ""), 8000)
         self.inversion_finished.emit()
 
-    def _invert_failed(self, e) -> None:
-        self._invert_end()
+    def _invert_failed(self, e, job=None) -> None:
+        self._invert_end(job)
         self.progress.setValue(0)
         self.show_error("Inversion failed", e)
         self._refresh_canvas()
 
-    def _invert_cancelled(self) -> None:
-        self._invert_end()
+    def _invert_cancelled(self, job=None) -> None:
+        self._invert_end(job)
         self.progress.setValue(0)
         self.statusBar().showMessage("Inversion cancelled", 4000)
         self._refresh_canvas()
@@ -961,6 +1014,8 @@ class MainWindow(QMainWindow):
         self.seed_spin.setValue(seed + 1)
 
         def done(latent):
+            self.cancel_inversion()
+            self._new_source_face()
             self.photo = self.aligned = None
             self.pasted_image = None
             if self.session is None:
@@ -1308,16 +1363,17 @@ class MainWindow(QMainWindow):
         self.redo_action.setText(f"&Redo {s.redo_text}" if s and s.can_redo else "&Redo")
         has = s is not None
         self.save_action.setEnabled(has)
-        self.export_aligned_action.setEnabled(has)
-        self.export_photo_action.setEnabled(has and self.photo is not None)
+        self.export_aligned_action.setEnabled(has and self.edit_image is not None)
+        self.export_photo_action.setEnabled(has and self.photo is not None and self.pasted_image is not None)
         self.reset_button.setEnabled(has)
         self.reset_dirs_button.setEnabled(has)
         self.reset_dirs_action.setEnabled(has)
         idle = self._invert_job is None and self._refine_job is None
         self.invert_button.setEnabled(self.aligned is not None and idle)
         self.invert_action.setEnabled(self.aligned is not None and idle)
-        self.refine_button.setEnabled(self.aligned is not None and has and idle)
-        self.refine_action.setEnabled(self.aligned is not None and has and idle)
+        refinable = self.aligned is not None and has and idle and self._edits_this_face()
+        self.refine_button.setEnabled(refinable)
+        self.refine_action.setEnabled(refinable)
         self.cancel_button.setEnabled(not idle)
         self.choose_face_action.setEnabled(self.photo is not None and len(self.photo.faces) > 1 and idle)
         self.random_button.setEnabled(self.model is not None)
@@ -1359,10 +1415,15 @@ class MainWindow(QMainWindow):
         if not current and not final:
             return
         self._shown_gen = gen
+        if self.aligned is not None and not self._edits_this_face():
+            # the latent of another face (a new photo not yet inverted): keep showing this face
+            self.frame_shown.emit(gen, final)
+            return
         if final:
             self.edit_image = img
             self.copy_action.setEnabled(True)
-            if current and self.photo is not None and self.aligned is not None:
+            self.export_aligned_action.setEnabled(self.session is not None)
+            if current and self.photo is not None and self.aligned is not None and self._edits_this_face():
                 photo, transform = self.photo, self.aligned.transform
                 self.jobs.submit(lambda ctx: ws_ops.paste(photo, img, transform), name="paste", key="paste",
                                  on_done=lambda out: self._pasted(gen, out),
@@ -1379,10 +1440,16 @@ class MainWindow(QMainWindow):
                                   + (f" · on screen {shown:.0f} ms" if shown else "") + f" · {self.device}")
         self.frame_shown.emit(gen, final)
 
+    def _edits_this_face(self) -> bool:
+        """Whether the session's latent was inverted from the face now open (else it is of another
+        face, and is not pasted into this photo or refined towards it)."""
+        return self._source_token == self._face_token
+
     def _pasted(self, gen: int, out: np.ndarray) -> None:
         if self.render_worker is None or gen != self.render_worker.latest_generation:
             return
         self.pasted_image = out
+        self.export_photo_action.setEnabled(self.session is not None)
         if not self.show_original.isChecked():
             self.photo_view.set_array(out)
         self.paste_shown.emit(gen)
@@ -1624,6 +1691,8 @@ class MainWindow(QMainWindow):
 
     def _apply_recovery(self, session: EditSession, info: recovery.RecoveryInfo) -> None:
         session._saved_version = -1  # not saved anywhere but in the autosave
+        self.cancel_inversion()
+        self._new_source_face()
         self.photo = self.aligned = None
         self.pasted_image = self.edit_image = None
         self.face_index = 0
@@ -1641,6 +1710,7 @@ class MainWindow(QMainWindow):
 
             def done(r):
                 if self.session is session:
+                    self._new_source_face()  # the recovered latent is of this photo's face
                     self.photo, self.aligned = r
                     self.face_index = index
                     self._refresh_canvas()
@@ -1717,10 +1787,22 @@ class MainWindow(QMainWindow):
         return self.training_window
 
     def shutdown(self) -> None:
-        """Cancel and stop every worker (idempotent); a clean close removes the autosave."""
+        """Write project saves still queued, cancel and stop every worker (idempotent). A clean
+        close removes the autosave; one that leaves unsaved changes (or a failed save) keeps it, so
+        the next start offers to recover the edit."""
         self._autosave_timer.stop()
+        saves, self._pending_saves = list(self._pending_saves.values()), {}
+        for write, sess, version in saves:  # queued behind long jobs: written here rather than dropped
+            try:
+                write()
+                sess._saved_version = version
+            except Exception as e:  # noqa: BLE001 - nothing left to show it in; the autosave keeps the edit
+                log.error("saving the project at close failed: %s", e)
         if self._autosaver is not None:
-            self._autosaver.close(discard=True)
+            unsaved = self.session is not None and self.session.modified
+            if unsaved:
+                self.autosave_now()
+            self._autosaver.close(discard=not unsaved)
         self.jobs.cancel_all()
         if self.training_window is not None:
             self.training_window.shutdown()

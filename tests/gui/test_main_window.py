@@ -208,3 +208,53 @@ def test_drop_a_photo(qtbot, window):
     with qtbot.waitSignal(window.photo_ready, timeout=30000):
         window.dropEvent(ev)
     assert window.photo.path == str(PHOTO)
+
+
+@needs_faces
+def test_a_new_photo_is_not_edited_with_the_previous_face(qtbot, window, monkeypatch):
+    win = window
+    _open_photo(qtbot, win)
+    _invert(qtbot, win)
+    first = win.session.state.source.copy()
+
+    # an inversion still running when another photo opens must not land on it
+    win.set_method("optimize")
+    monkeypatch.setattr(win, "optimize_steps", 400)
+    win.invert()
+    assert win._invert_job is not None and not win.invert_action.isEnabled() and win.cancel_button.isEnabled()
+    job = win._invert_job
+    win.invert()                                   # Ctrl+I again while it runs: ignored
+    assert win._invert_job is job
+    other = FACES / "celebahq_female_039913.jpg"
+    _open_photo(qtbot, win, other)
+    qtbot.waitUntil(lambda: win._invert_job is None, timeout=30000)   # cancelled, not restarted
+    qtbot.wait(200)
+    assert np.array_equal(win.session.state.source, first)           # nothing landed
+    assert win.invert_action.isEnabled() and not win.refine_action.isEnabled()
+
+    # the previous face's latent is not pasted into this photo, nor shown over its face
+    name, slider = next(iter(win._sliders.items()))
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=_final_of(win)):
+        slider.slider.setValue(slider.slider.maximum())
+    qtbot.wait(200)
+    assert win.pasted_image is None and win.edit_image is None and not win.export_photo_action.isEnabled()
+    assert np.array_equal(win.photo_view.array, win.photo.image)
+
+    win.set_method("optimize")
+    monkeypatch.setattr(win, "optimize_steps", 3)
+    with qtbot.waitSignal(win.paste_shown, timeout=60000):
+        win.invert()                               # this face's own inversion: pasted and refinable
+    assert not np.array_equal(win.session.state.source, first) and win.pasted_image is not None
+    assert win.refine_action.isEnabled() and win.export_photo_action.isEnabled()
+
+
+def test_saving_a_project_where_it_cannot_be_written_says_what_to_do(qtbot, window, tmp_path):
+    with qtbot.waitSignal(window.frame_shown, timeout=30000):
+        window.random_face()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with qtbot.waitSignal(window.message_shown, timeout=10000) as sig:
+        window.save_project(blocker / "edit.stylestudio")
+    kind, title, text = sig.args
+    assert kind == "error" and "cannot write" in text and "writable" in text
+    assert "Please report" not in text and ".tmp" not in text

@@ -123,8 +123,32 @@ def test_autosave_follows_edits_and_goes_on_save_and_close(qtbot, window, recove
     with qtbot.waitSignal(win.autosaved, timeout=30000):
         win.session.set_amount(name, 2.0)   # unsaved again
     assert win.autosave_path.exists()
-    win.close()                              # a clean exit
+    win.close()                              # a clean exit with unsaved changes: the edit is kept
+    assert recovery.load(recovery.read_info(win.autosave_path)).amount(name) == 2.0
+
+
+def test_clean_close_of_a_saved_edit_leaves_nothing(qtbot, window, recovery_dir, tmp_path):
+    win = window
+    win.autosave_delay_ms = 50
+    with qtbot.waitSignal(win.autosaved, timeout=30000):
+        win.random_face()
+    with qtbot.waitSignal(win.project_saved, timeout=10000):
+        win.save_project(tmp_path / "edit")   # no suffix: .stylestudio is added
+    assert (tmp_path / "edit.stylestudio").is_file()
+    win.close()
     assert not win.autosave_path.exists() and not list(recovery_dir.iterdir())
+
+
+def test_a_save_still_queued_at_close_is_written(qtbot, window, recovery_dir, tmp_path, monkeypatch):
+    win = window
+    with qtbot.waitSignal(win.frame_shown, timeout=30000):
+        win.random_face()
+    monkeypatch.setattr(win.jobs, "submit", lambda *a, **k: None)  # the workers are busy: it stays queued
+    win.save_project(tmp_path / "late.txt")
+    assert not (tmp_path / "late.txt.stylestudio").exists()
+    win.close()
+    assert (tmp_path / "late.txt.stylestudio").is_file()            # written at close, as .stylestudio
+    assert not recovery_dir.exists() or not list(recovery_dir.iterdir())  # and counted as saved
 
 
 def test_debounce_merges_a_drag_into_few_writes(qtbot, window):
@@ -185,8 +209,8 @@ def test_recovery_loads_the_model_of_the_edit(qtbot, tiny_model, other_model, re
     assert Path(win.model.path) == Path(tiny_model) and win.session.state.psi == 0.25
     assert win.session.model.check_same(win.model.identity()) is None
     qtbot.waitUntil(lambda: not path.exists() and win.autosave_path.exists(), timeout=10000)
-    win.close()
-    assert not list(recovery_dir.iterdir())
+    win.close()  # still not saved anywhere else: closing keeps it for the next start
+    assert list(recovery_dir.iterdir()) == [win.autosave_path]
 
 
 @pytest.mark.slow
@@ -242,5 +266,5 @@ def test_kill_the_editor_then_recover(qtbot, tiny_model, recovery_dir, monkeypat
     # the recovered edit now lives in this window's autosave; the crashed one's file is gone
     qtbot.waitUntil(lambda: not Path(saved_path).exists() and win.autosave_path.exists(), timeout=10000)
     assert recovery.load(recovery.read_info(win.autosave_path)).ws().numpy().tobytes() == expected["ws"].tobytes()
-    win.close()
-    assert not list(recovery_dir.iterdir())
+    win.close()  # still not saved anywhere else: closing keeps it for the next start
+    assert list(recovery_dir.iterdir()) == [win.autosave_path]
