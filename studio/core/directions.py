@@ -337,6 +337,9 @@ def load_interfacegan_npy(path: str | Path, *, w_dim: int, num_ws: int | None = 
     except FileNotFoundError:
         raise DirectionError("no such file", path=path) from None
     except Exception as e:  # noqa: BLE001 - numpy's parser also raises EOFError, SyntaxError, MemoryError, ...
+        if "pickle" in str(e):  # numpy's text suggests allow_pickle: never for an untrusted file
+            raise DirectionError("not a .npy array file (or it holds Python objects, which StyleStudio never "
+                                 "loads); an InterFaceGAN boundary is a plain numeric .npy", path=path) from None
         raise DirectionError(f"not a readable .npy array ({type(e).__name__}: {str(e)[:200]})", path=path) from None
     if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
         raise DirectionError("expected a numeric array", path=path)

@@ -722,7 +722,8 @@ class MainWindow(QMainWindow):
                          on_done=lambda found: self._directions_read(found, path),
                          on_error=lambda e: self.show_error(
                              "Cannot load the directions",
-                             _with_hint(e, "Use a direction file made for this model (same W size).")))
+                             _with_hint(e, "Use an InterFaceGAN .npy or GANSpace / SeFa .npz direction file made "
+                                           "for this model (the same W size).")))
 
     def _directions_read(self, found: list, path) -> None:
         if self.model is None:

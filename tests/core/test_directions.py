@@ -199,8 +199,13 @@ def test_interfacegan_npy_wrong_size_says_so(tmp_path):
     with pytest.raises(DirectionError, match="w_dim=32"):
         dirs.load_interfacegan_npy(tmp_path / "two.npy", w_dim=32)
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(DirectionError, match="readable"):
+    with pytest.raises(DirectionError, match="never loads") as e:
         dirs.load_interfacegan_npy(tmp_path / "obj.npy", w_dim=32)
+    assert "allow_pickle" not in str(e.value) and "unsafe" not in str(e.value)
+    (tmp_path / "text.npy").write_text("not numpy at all\n")
+    with pytest.raises(DirectionError) as e:
+        dirs.load_interfacegan_npy(tmp_path / "text.npy", w_dim=32)
+    assert "allow_pickle" not in str(e.value) and "unsafe" not in str(e.value)
     with pytest.raises(DirectionError, match="no such file"):
         dirs.load_interfacegan_npy(tmp_path / "missing.npy", w_dim=32)
 
