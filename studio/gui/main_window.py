@@ -571,14 +571,18 @@ class MainWindow(QMainWindow):
         if keep:  # the same generator again (e.g. on another device): the edit goes on
             self._build_sliders_for(self.session)
             self._session_changed(self.session)
-        else:
+        parked = False
+        if not keep:
+            parked = self._park_unsaved_edit()
             self._set_session(None)
             self.photo = self.aligned = None
             self.pasted_image = self.edit_image = None
             self._refresh_canvas()
             self._build_sliders()
         self.setWindowTitle(f"StyleStudio — {Path(model.path).name}")
-        self.statusBar().showMessage(f"Model loaded on {self.device}: {model.describe()}", 6000)
+        self.statusBar().showMessage(f"Model loaded on {self.device}: {model.describe()}"
+                                     + ("; the unsaved edit of the previous model is kept for recovery at the next "
+                                        "start" if parked else ""), 10000 if parked else 6000)
         if Path(model.path).resolve() != (Path(ws_ops.default_model_path() or "").resolve()):
             self._add_recent(model.path)
         self._update_actions()
@@ -1574,12 +1578,22 @@ class MainWindow(QMainWindow):
         elif folder is not False:
             folder = Path(folder)
         self.recovery_folder = folder or None
-        self._autosaver = None
-        if self.recovery_folder is not None:
-            self._autosaver = recovery.Autosaver(
-                self.recovery_folder,
-                on_saved=lambda p: self.jobs.call.post(self._autosaved, str(p)),
-                on_error=lambda e: self.jobs.call.post(self._autosave_failed, e))
+        self._autosaver = None if self.recovery_folder is None else self._new_autosaver()
+
+    def _new_autosaver(self) -> recovery.Autosaver:
+        return recovery.Autosaver(self.recovery_folder,
+                                  on_saved=lambda p: self.jobs.call.post(self._autosaved, str(p)),
+                                  on_error=lambda e: self.jobs.call.post(self._autosave_failed, e))
+
+    def _park_unsaved_edit(self) -> bool:
+        """Before an unsaved edit is dropped (another model opened): write its autosave and leave the
+        file on disk, so the next start offers it for recovery; autosaving goes on in a new file."""
+        if self._autosaver is None or self.session is None or not self.session.modified:
+            return False
+        self.autosave_now()
+        self._autosaver.close(discard=False)
+        self._autosaver = self._new_autosaver()
+        return True
 
     @property
     def autosave_path(self) -> Path | None:

@@ -268,3 +268,19 @@ def test_kill_the_editor_then_recover(qtbot, tiny_model, recovery_dir, monkeypat
     assert recovery.load(recovery.read_info(win.autosave_path)).ws().numpy().tobytes() == expected["ws"].tobytes()
     win.close()  # still not saved anywhere else: closing keeps it for the next start
     assert list(recovery_dir.iterdir()) == [win.autosave_path]
+
+
+def test_opening_another_model_keeps_an_unsaved_edit_for_recovery(qtbot, window, other_model, recovery_dir):
+    win = window
+    win.autosave_delay_ms = 50
+    with qtbot.waitSignal(win.autosaved, timeout=30000):
+        win.random_face()
+    name = next(iter(win._sliders))
+    with qtbot.waitSignal(win.autosaved, timeout=30000):
+        win.session.set_amount(name, 1.5)
+    kept = win.autosave_path
+    with qtbot.waitSignal(win.model_loaded, timeout=30000):
+        win.load_model(other_model)
+    assert win.session is None and win.autosave_path != kept
+    assert recovery.load(recovery.read_info(kept)).amount(name) == 1.5   # still on disk, not discarded
+    assert "kept for recovery" in win.statusBar().currentMessage()
