@@ -171,7 +171,8 @@ def _read_single(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     except CheckpointError:
         raise
     except Exception as e:  # SafetensorError, JSON errors, OSError
-        raise CheckpointError(path, f"corrupt or truncated safetensors file: {str(e)[:200]}") from None
+        raise CheckpointError(path, f"corrupt or truncated safetensors file ({str(e)[:200]}); copy or download "
+                                    f"it again, or re-export it") from None
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         net, _, name = k.partition("/")

@@ -214,6 +214,8 @@ def test_truncated_files(tmp_path, fraction):
         with pytest.raises(CheckpointError) as ei:
             load_checkpoint(path)
         assert str(path) in str(ei.value)
+        if name == "stylestudio" and fraction > 0.01:  # says what to do, not only what is wrong
+            assert "again" in str(ei.value), str(ei.value)
 
 
 @pytest.mark.parametrize("seed", range(5))
