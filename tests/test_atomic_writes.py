@@ -175,3 +175,15 @@ def test_scanner_catches_direct_writes(code, flagged):
     s = _Scan("x.py")
     s.visit(ast.parse(code))
     assert bool(s.found) == flagged, s.found
+
+
+def test_atomic_write_goes_through_a_symlink(tmp_path):
+    from studio.core.fileio import atomic_write_bytes
+
+    target = tmp_path / "real" / "v.stylestudio"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "link.stylestudio"
+    link.symlink_to(target)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"

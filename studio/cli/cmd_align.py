@@ -118,7 +118,7 @@ def _output_name(name: str, used: set[str], out_dir: Path, inputs: list[str]) ->
 
 
 def run(args) -> int:
-    from studio.cli.common import check_not_input
+    from studio.cli.common import check_not_input, check_output
     from studio.core.align import align_face
     from studio.core.errors import NoFaceError
     from studio.core.faces import DEFAULT_DETECT_BUDGET, RETRY_DETECT_BUDGET, detect_faces
@@ -144,8 +144,12 @@ def run(args) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise StudioError(f"--out {out_dir} exists and is not a folder")
+    check_output(out_dir, folder=True)  # a path through a file, a read-only folder: one error, before any work
     json_path = out_dir / args.json
+    if json_path.suffix.lower() != ".json":
+        raise StudioError(f"--json {args.json}: the transforms file must end in .json")
     check_not_input(json_path, *args.inputs, flag="--json")
+    _read_existing(json_path)  # an existing file that is not a transforms file is refused, not replaced
 
     items: list[dict] = []
     used: set[str] = set()
@@ -234,5 +238,5 @@ def _read_existing(path: Path) -> list[dict]:
         d = json.loads(path.read_text(encoding="utf-8"))
         return [it for it in d.get("items", []) if isinstance(it, dict) and "output" in it]
     except (OSError, ValueError, AttributeError):
-        log.warning("%s is not a transforms file; overwriting it", path)
-        return []
+        raise StudioError(f"{path} exists and is not a transforms file made by align; move it away or pass "
+                          f"another --json name") from None

@@ -43,6 +43,7 @@ def run(args) -> int:
         seeds = parse_range_list(args.seeds)
     except ValueError as e:
         raise StudioError(f"--seeds: {e}; use e.g. 1-8 or 1,5,9") from None
+    seeds = list(dict.fromkeys(seeds))  # '1,1' or '1-3,2': each seed once (one file per seed)
     if not seeds:
         raise StudioError("--seeds: no seeds given")
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]

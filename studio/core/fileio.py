@@ -14,8 +14,11 @@ from pathlib import Path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path``; readers see either the old file or the complete new one."""
+    """Write ``data`` to ``path``; readers see either the old file or the complete new one. A
+    symbolic link is written through (its target is replaced), not replaced by a plain file."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

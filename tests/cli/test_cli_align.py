@@ -246,3 +246,22 @@ def test_conflicting_flags_are_refused(tmp_path, capsys, flags, words):
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err
     assert not out.exists()
+
+
+def test_align_json_and_out_are_checked_before_any_work(tmp_path, capsys):
+    photo = tmp_path / "in" / "a.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(b"not even an image")
+    other = tmp_path / "in" / "keep.txt"
+    other.write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["align", str(photo), "--out", str(out), "--json", "../in/keep.txt"]) == 2
+    assert "must end in .json" in capsys.readouterr().err and other.read_text() == "mine"
+    (tmp_path / "in" / "notes.json").write_text("my notes, not JSON")
+    assert main(["align", str(photo), "--out", str(out), "--json", "../in/notes.json"]) == 2
+    assert "not a transforms file" in capsys.readouterr().err
+    assert (tmp_path / "in" / "notes.json").read_text() == "my notes, not JSON" and not any(out.iterdir())
+    assert main(["align", str(photo), str(photo), "--out", str(photo / "x")]) == 2   # a path through a file
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -312,3 +312,12 @@ def test_info_on_a_loose_raw_safetensors_still_suggests_convert(tiny, tmp_path, 
     shutil.copy(pack / "generator.safetensors", tmp_path / "g.safetensors")
     assert main(["info", str(tmp_path / "g.safetensors")]) == 2
     assert "stylestudio convert" in _err(capsys)
+
+
+def test_generate_writes_each_seed_once(tmp_path, capsys):
+    from studio.cli import main
+
+    out = tmp_path / "g"
+    assert main(["generate", "--seeds", "1,1,2", "--device", "cpu", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("seed*.png")) == ["seed0001.png", "seed0002.png"]
+    assert "2 image" in capsys.readouterr().out
