@@ -882,13 +882,20 @@ class MainWindow(QMainWindow):
         def job(ctx):
             return ws_ops.invert(model, image, method, steps=steps, progress=ctx.progress, cancel=ctx.token)
 
-        ref: list = []
-        self._invert_job = self.jobs.submit(
-            job, name="invert", key="invert", on_done=lambda inv: self._inverted(inv, token, ref[0]),
-            on_error=lambda e: self._invert_failed(e, ref[0]), on_cancelled=lambda: self._invert_cancelled(ref[0]),
-            on_progress=lambda p: self._invert_progress(p, token))
-        ref.append(self._invert_job)
+        self._invert_job = self._submit_face_job(job, "invert", token, self._inverted, self._invert_failed,
+                                                 self._invert_cancelled)
         self._update_actions()
+
+    def _submit_face_job(self, fn, name: str, token: int, done, failed, cancelled):
+        """An inversion / Refine of the open face: its handlers get the job (so an earlier run's end
+        does not clear a newer one) and ``done`` the face token (a result for another face is dropped);
+        progress of an earlier face is not drawn."""
+        ref: list = []
+        job = self.jobs.submit(fn, name=name, key="invert", on_done=lambda r: done(r, token, ref[0]),
+                               on_error=lambda e: failed(e, ref[0]), on_cancelled=lambda: cancelled(ref[0]),
+                               on_progress=lambda p: self._invert_progress(p, token))
+        ref.append(job)
+        return job
 
     def _new_source_face(self) -> None:
         """The canvas moves to a face whose latent the session holds (random face, project, recovery)."""
@@ -928,12 +935,8 @@ class MainWindow(QMainWindow):
             return ws_ops.refine(model, image, start, steps=steps, preview_every=max(1, min(5, steps // 10 or 1)),
                                  progress=ctx.progress, cancel=ctx.token)
 
-        ref: list = []
-        self._refine_job = self.jobs.submit(
-            job, name="refine", key="invert", on_done=lambda inv: self._refined(inv, token, ref[0]),
-            on_error=lambda e: self._refine_failed(e, ref[0]), on_cancelled=lambda: self._refine_cancelled(ref[0]),
-            on_progress=lambda p: self._invert_progress(p, token))
-        ref.append(self._refine_job)
+        self._refine_job = self._submit_face_job(job, "refine", token, self._refined, self._refine_failed,
+                                                 self._refine_cancelled)
         self._update_actions()
 
     def _refine_end(self, job=None) -> None:
