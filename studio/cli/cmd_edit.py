@@ -29,7 +29,7 @@ def _image_suffixes() -> set[str]:
 
 #: Photo suffixes: such an input is aligned and inverted first (the same formats `invert` / `align` read).
 IMAGE_SUFFIXES = _image_suffixes()
-#: Suffixes save_image writes.
+#: The photo formats named in messages.
 PHOTO_FORMATS_TEXT = "JPEG, PNG, WebP, BMP, TIFF or GIF"
 
 

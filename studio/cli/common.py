@@ -95,9 +95,6 @@ def check_not_input(out: str | Path | None, *inputs: str | Path | None, flag: st
                               f"choose another name")
 
 
-OUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # what save_image writes
-
-
 def check_outputs(outputs, inputs=(), *, may_update: dict | None = None) -> None:
     """Refuse, before anything is written, output paths that cannot or must not be written.
 
@@ -105,6 +102,8 @@ def check_outputs(outputs, inputs=(), *, may_update: dict | None = None) -> None
     input, nor a folder, nor another output; its folder must exist, be a folder and be writable; an
     image must have a suffix save_image writes. ``may_update``: {flag: input} an output may replace
     (a project saved over the project it was read from: the write is atomic, the input already read)."""
+    from studio.core.imageio import SAVE_FORMATS, SAVE_SUFFIXES_TEXT
+
     seen: dict[Path, str] = {}
     for path, flag, image in outputs:
         if path is None:
@@ -113,17 +112,11 @@ def check_outputs(outputs, inputs=(), *, may_update: dict | None = None) -> None
         own = (may_update or {}).get(flag)
         check_not_input(p, *(i for i in inputs if i is not None and not (own is not None and same_file(i, own))),
                         flag=flag)
-        if p.is_dir():
-            raise StudioError(f"{flag} {p} is a folder; give a file name")
-        parent = p.parent
-        if not parent.exists():
-            raise StudioError(f"cannot write {p}: folder {parent} does not exist")
-        if not parent.is_dir():
-            raise StudioError(f"cannot write {p}: {parent} is not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise StudioError(f"cannot write {p}: folder {parent} is not writable")
-        if image and p.suffix.lower() not in OUT_IMAGE_SUFFIXES:
-            raise StudioError(f"{flag} {p}: unknown image suffix; use .png, .jpg, .webp, .bmp or .tif")
+        if not p.parent.exists() and not p.parent.is_symlink():  # not created for it: a typo, most likely
+            raise StudioError(f"cannot write {p}: folder {p.parent} does not exist")
+        check_output(p, folder=False, flag=flag)  # not a folder, not under a file, a writable folder
+        if image and p.suffix.lower() not in SAVE_FORMATS:
+            raise StudioError(f"{flag} {p}: unknown image suffix; use {SAVE_SUFFIXES_TEXT}")
         key = p.resolve()
         if key in seen:
             raise StudioError(f"{flag} and {seen[key]} name the same file {p}; choose different names")
@@ -138,12 +131,12 @@ def check_output(path: str | Path, *, folder: bool, flag: str = "--out") -> Path
         if folder and not path.is_dir():
             raise StudioError(f"{flag} {path} is an existing file; give a folder name")
         if not folder and path.is_dir():
-            raise StudioError(f"{flag} {path} is an existing folder; give a file name")
+            raise StudioError(f"{flag} {path} is a folder; give a file name")
     parent = path if folder and path.is_dir() else path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
-        raise StudioError(f"{flag} {path}: {parent} is a file, so nothing can be created under it")
+        raise StudioError(f"{flag} {path}: {parent} is not a folder: it is a file, so nothing can be created under it")
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise StudioError(f"{flag} {path}: the folder {parent} is not writable")
     return path

@@ -148,6 +148,12 @@ def as_rgb_array(img, *, name: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+#: What :func:`save_image` writes, by suffix.
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                ".tif": "TIFF", ".tiff": "TIFF"}
+SAVE_SUFFIXES_TEXT = ".png, .jpg, .webp, .bmp or .tif"
+
+
 def save_image(path: PathLike, img: np.ndarray | Image.Image, *, quality: int = 95) -> Path:
     """Write an RGB image; the format follows the suffix (``.png`` lossless, ``.jpg``/``.webp`` at ``quality``).
 
@@ -157,10 +163,9 @@ def save_image(path: PathLike, img: np.ndarray | Image.Image, *, quality: int = 
     path = Path(path)
     arr = as_rgb_array(img, name=str(path))
     suffix = path.suffix.lower()
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-           ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
+    fmt = SAVE_FORMATS.get(suffix)
     if fmt is None:
-        raise ImageError(path, "unknown image suffix; use .png, .jpg, .webp, .bmp or .tif")
+        raise ImageError(path, f"unknown image suffix; use {SAVE_SUFFIXES_TEXT}")
     kwargs: dict = {}
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = int(quality)
