@@ -54,11 +54,13 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
 # GPU_G_RUNS="BATCH:LR ..." continues the snapshot once per pair, side by side (each comes back as
 # G_b<BATCH>_lr<LR>.safetensors; with one pair also a snapshot from half-way, for the FD trend: three
 # 19 MB snapshots already fill most of the 64 MB return limit). Default: batch 256 at lr 0.0025, the
-# best of the 2026-11-28 session (at lr 0.001 both batch sizes collapsed; see README.md).
+# best of the 2026-11-28 session (at lr 0.001 both batch sizes collapsed; see README.md; continuing it
+# from 438 to 892 kimg only made FD worse, with every average: README.md's session 24).
 # GPU_G_EMAS (default "40 80"): G_ema copies with these half-lives (kimg) kept beside the main one
 # (10 kimg, only ~40 steps at batch 256; the EMA alone took FD from 17.4 to 7.4 at 438 kimg); each
 # comes back as G_..._ema<K>.safetensors (float16, last snapshot; with one run and GPU_SKIP_E=1 also
-# the half-way one as ..._ema<K>_mid), to be chosen between by FD here. GPU_G_EMAS="" turns them off.
+# earlier ones, G_..._ema<K>_<kimg>kimg, GPU_G_EMA_POINTS="40:2 80:3" snapshots of each in all, evenly
+# spaced over the GPU_KEEP_SNAPSHOTS=24 kept every 50 kimg), to be chosen between by FD here. GPU_G_EMAS="" turns them off.
 g_runs=${GPU_G_RUNS:-256:0.0025}
 g_emas=${GPU_G_EMAS-40 80}
 [ "${GPU_SKIP_G:-0}" = 1 ] && g_runs=""
@@ -68,7 +70,7 @@ for pair in $g_runs; do
   train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
     --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" --batch "$b" \
     --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" \
-    --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots 8 &
+    --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots "${GPU_KEEP_SNAPSHOTS:-24}" &
 done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do
@@ -99,11 +101,18 @@ collect_g() {  # name, prefix[, "mid": also a snapshot from half-way]
   grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 2
   $PY -m trainers.stylegan2 --export-compact "$run" "$OUT/$2.safetensors" || return
   split_big "$OUT/$2.safetensors"
-  for k in $g_emas; do  # the longer averages: last snapshot (+ the half-way one with "mid")
+  for k in $g_emas; do  # the longer averages: last snapshot (+ earlier ones with "mid")
     mapfile -t snaps < <(ls "$run"/snapshots/ema"$k"/network-*.safetensors 2>/dev/null)
-    [ "${#snaps[@]}" -gt 0 ] || continue
+    local n=${#snaps[@]} p=1 j i
+    [ "$n" -gt 0 ] || continue
     cp "${snaps[-1]}" "$OUT/$2_ema$k.safetensors"
-    [ "${3:-}" = mid ] && [ "${#snaps[@]}" -gt 1 ] && cp "${snaps[$(( ${#snaps[@]} / 2 ))]}" "$OUT/$2_ema${k}_mid.safetensors"
+    [ "${3:-}" = mid ] || continue
+    # GPU_G_EMA_POINTS ("K:P ..."): P snapshots of that average, evenly spaced, the last one included
+    for kp in ${GPU_G_EMA_POINTS:-40:2 80:3}; do [ "${kp%%:*}" = "$k" ] && p=${kp##*:}; done
+    for (( j = 1; j < p; j++ )); do
+      i=$(( n * j / p - 1 )); [ "$i" -ge 0 ] && [ "$i" -lt $(( n - 1 )) ] || continue
+      cp "${snaps[$i]}" "$OUT/$2_ema${k}_$(basename "${snaps[$i]}" .safetensors | sed 's/^network-//').safetensors"
+    done
   done
   [ "${3:-}" = mid ] && [ -z "$g_emas" ] || return 0
   # a snapshot from about half-way, for the FD trend (G_ema, fp32)
