@@ -815,7 +815,11 @@ class MainWindow(QMainWindow):
         if self.session is None:
             self.show_message("info", "Nothing to save", "Invert a photo or draw a random face first.")
             return
-        path = path or self.ask_save_path("Save project", "edit.stylestudio", PROJECT_FILTER)
+        # a photo opened but not inverted yet: the session (and the edit on the canvas) is still the
+        # previous face's, and that is what a project saved now holds - say so rather than surprise
+        previous = self.aligned is not None and not self._edits_this_face()
+        title = "Save project (the previous face's edit; this photo is not inverted yet)" if previous else "Save project"
+        path = path or self.ask_save_path(title, "edit.stylestudio", PROJECT_FILTER)
         if not path:
             return
         data = self.session.to_project_bytes()
@@ -843,7 +847,8 @@ class MainWindow(QMainWindow):
                     self._autosave_timer.stop()
                     if self._autosaver is not None:
                         self._autosaver.discard()
-            self.statusBar().showMessage(f"Saved {p}", 5000)
+            self.statusBar().showMessage(f"Saved {p}" + (" (the previous face's edit: invert this photo's face "
+                                                         "to edit it)" if previous else ""), 8000 if previous else 5000)
             self.project_saved.emit(str(p))
 
         key = object()

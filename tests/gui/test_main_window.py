@@ -211,7 +211,7 @@ def test_drop_a_photo(qtbot, window):
 
 
 @needs_faces
-def test_a_new_photo_is_not_edited_with_the_previous_face(qtbot, window, monkeypatch):
+def test_a_new_photo_is_not_edited_with_the_previous_face(qtbot, window, monkeypatch, tmp_path):
     win = window
     _open_photo(qtbot, win)
     _invert(qtbot, win)
@@ -239,6 +239,14 @@ def test_a_new_photo_is_not_edited_with_the_previous_face(qtbot, window, monkeyp
     qtbot.wait(200)
     assert win.pasted_image is None and win.edit_image is None and not win.export_photo_action.isEnabled()
     assert np.array_equal(win.photo_view.array, win.photo.image)
+
+    # Save now writes the previous face's edit (the session's), and says so
+    titles = []
+    monkeypatch.setattr(win, "ask_save_path", lambda title, *a: titles.append(title) or str(tmp_path / "p.stylestudio"))
+    with qtbot.waitSignal(win.project_saved, timeout=30000):
+        win.save_project()
+    assert "previous face" in titles[0] and "previous face" in win.statusBar().currentMessage()
+    assert (tmp_path / "p.stylestudio").is_file()
 
     win.set_method("optimize")
     monkeypatch.setattr(win, "optimize_steps", 3)
