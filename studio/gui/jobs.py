@@ -94,5 +94,6 @@ class QtJobs(QObject):
         for h in list(self._active.values()):
             h.cancel()
 
-    def shutdown(self) -> None:
-        self.runner.shutdown(cancel=True, wait=True)
+    def shutdown(self, *, cancel: bool = True) -> None:
+        """Stop the workers; ``cancel=False`` lets queued jobs run first (file writes)."""
+        self.runner.shutdown(cancel=cancel, wait=True)

@@ -49,6 +49,7 @@ from studio.core.latent import layer_groups
 from studio.engine import recovery
 from studio.engine import workspace as ws_ops
 from studio.engine.session import AppliedDirection, EditSession
+from studio.engine.workers import JobRunner
 from studio.gui.compat import install_none_guard
 from studio.gui.jobs import QtJobs
 from studio.gui.panels import FastMixDialog, MixingPanel
@@ -129,6 +130,9 @@ class MainWindow(QMainWindow):
         self.device = device
         self.settings = QSettings("StyleStudio", "StyleStudio") if settings is None else (settings or None)
         self.jobs = QtJobs(parent=self)
+        # saves and exports get a worker of their own: never queued behind an inversion or Refine
+        self.io_jobs = QtJobs(JobRunner(max_workers=1, name="stylestudio-io"), parent=self)
+        self._saves_written: set = set()
         self.messages: list[tuple[str, str, str]] = []
         self.model: ws_ops.LoadedModel | None = None
         self.photo: ws_ops.PhotoFaces | None = None
@@ -855,6 +859,7 @@ class MainWindow(QMainWindow):
         self._pending_saves[key] = (write, sess, version)  # written at close if still queued then
 
         def finished(ok, value):
+            self._saves_written.discard(key)
             if self._pending_saves.pop(key, None) is None:
                 return  # already written by shutdown()
             if ok:
@@ -862,8 +867,13 @@ class MainWindow(QMainWindow):
             else:
                 self.show_error("Cannot save the project", value)
 
-        self.jobs.submit(write, name="save project", on_done=lambda v: finished(True, v),
-                         on_error=lambda e: finished(False, e))
+        def job(ctx):
+            out = write()
+            self._saves_written.add(key)  # shutdown() must not write it again
+            return out
+
+        self.io_jobs.submit(job, name="save project", on_done=lambda v: finished(True, v),
+                            on_error=lambda e: finished(False, e))
 
     # ------------------------------------------------------------------------------------------------
     # Inversion and random faces
@@ -1207,7 +1217,7 @@ class MainWindow(QMainWindow):
             path = Path(path).with_suffix(".png")
         from studio.core.imageio import save_image
 
-        self.jobs.submit(lambda ctx: save_image(path, img), name="export fast mix",
+        self.io_jobs.submit(lambda ctx: save_image(path, img), name="export fast mix",
                          on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
                                             self.exported.emit(str(p))),
                          on_error=lambda e: self.show_error("Cannot export", e))
@@ -1516,7 +1526,7 @@ class MainWindow(QMainWindow):
         if not Path(path).suffix:
             path = Path(path).with_suffix(".png")
         recipe = self.recipe(what)
-        self.jobs.submit(lambda ctx: ws_ops.save_with_recipe(path, img, recipe), name="export",
+        self.io_jobs.submit(lambda ctx: ws_ops.save_with_recipe(path, img, recipe), name="export",
                          on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
                                             self.exported.emit(str(p))),
                          on_error=lambda e: self.show_error("Cannot export", e))
@@ -1814,10 +1824,12 @@ class MainWindow(QMainWindow):
         close removes the autosave; one that leaves unsaved changes (or a failed save) keeps it, so
         the next start offers to recover the edit."""
         self._autosave_timer.stop()
-        saves, self._pending_saves = list(self._pending_saves.values()), {}
-        for write, sess, version in saves:  # queued behind long jobs: written here rather than dropped
+        self.io_jobs.shutdown(cancel=False)  # saves and exports already asked for are written
+        saves, self._pending_saves = list(self._pending_saves.items()), {}
+        for key, (write, sess, version) in saves:  # not written yet (its worker failed to start it): now
             try:
-                write()
+                if key not in self._saves_written:
+                    write()
                 sess._saved_version = version
             except Exception as e:  # noqa: BLE001 - nothing left to show it in; the autosave keeps the edit
                 log.error("saving the project at close failed: %s", e)

@@ -143,12 +143,32 @@ def test_a_save_still_queued_at_close_is_written(qtbot, window, recovery_dir, tm
     win = window
     with qtbot.waitSignal(win.frame_shown, timeout=30000):
         win.random_face()
-    monkeypatch.setattr(win.jobs, "submit", lambda *a, **k: None)  # the workers are busy: it stays queued
+    monkeypatch.setattr(win.io_jobs, "submit", lambda *a, **k: None)  # never started: it stays queued
     win.save_project(tmp_path / "late.txt")
     assert not (tmp_path / "late.txt.stylestudio").exists()
     win.close()
     assert (tmp_path / "late.txt.stylestudio").is_file()            # written at close, as .stylestudio
     assert not recovery_dir.exists() or not list(recovery_dir.iterdir())  # and counted as saved
+
+
+def test_a_save_is_not_queued_behind_long_jobs(qtbot, window, tmp_path):
+    import threading
+
+    win = window
+    with qtbot.waitSignal(win.frame_shown, timeout=30000):
+        win.random_face()
+    release = threading.Event()
+    for _ in range(3):  # every general worker busy (an inversion, a Refine, a reference...)
+        win.jobs.submit(lambda ctx: release.wait(60), name="long")
+    try:
+        with qtbot.waitSignal(win.project_saved, timeout=10000):
+            win.save_project(tmp_path / "now.stylestudio")
+        with qtbot.waitSignal(win.exported, timeout=10000):
+            win.export_aligned(tmp_path / "now.png")
+    finally:
+        release.set()
+    assert (tmp_path / "now.stylestudio").is_file() and (tmp_path / "now.png").is_file()
+    assert not win.session.modified
 
 
 def test_debounce_merges_a_drag_into_few_writes(qtbot, window):
