@@ -99,6 +99,11 @@ class TrainConfig:
     kimg: float = 100.0             # stop after this many thousand real images shown
     lr_g: float = 0.0025
     lr_d: float = 0.0025
+    # > 0: both learning rates fall linearly to lr_decay_to x their value over this many kimg, counted
+    # from where this run began (a --resume-compact's kimg; kept across --resume), for a run that
+    # continues a plateaued generator and anneals it rather than training on at full rate
+    lr_decay_kimg: float = 0.0
+    lr_decay_to: float = 0.0
     r1_gamma: float | None = None   # None: 0.0002 * res^2 / batch (NVIDIA's heuristic)
     r1_every: int = 16
     pl_weight: float = 2.0
@@ -223,6 +228,9 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.batch < 2:
         raise UserError("--batch must be at least 2")
     extra_ema_kimgs(cfg)
+    if not (cfg.lr_decay_kimg >= 0 and 0 <= cfg.lr_decay_to <= 1):
+        raise UserError(f"--lr-decay-kimg {cfg.lr_decay_kimg} / --lr-decay-to {cfg.lr_decay_to}: give a length "
+                        f"in kimg >= 0 and a final fraction of the learning rate between 0 and 1")
     if cfg.d == "residual" and cfg.batch > 4 and cfg.batch % 4:
         raise UserError(f"--batch {cfg.batch}: the residual discriminator compares images in groups of 4 "
                         f"(minibatch stddev); give a multiple of 4, e.g. --batch {cfg.batch // 4 * 4 or 4}")
@@ -288,6 +296,8 @@ class Trainer:
         d_params = self.D.trainable_parameters() if hasattr(self.D, "trainable_parameters") else self.D.parameters()
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g * g_ratio, betas=(0.0, 0.99 ** g_ratio), eps=1e-8)
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr_d * d_ratio, betas=(0.0, 0.99 ** d_ratio), eps=1e-8)
+        self._base_lr = {"G": cfg.lr_g * g_ratio, "D": cfg.lr_d * d_ratio}
+        self.lr_decay_start_nimg: int | None = None  # set when training begins (kept in resume.pt)
         self.ada = AdaptiveP(p=1.0 if cfg.augment == "diffaugment" else 0.0, target=cfg.ada_target,
                              speed_kimg=cfg.ada_kimg, fixed=cfg.augment != "ada")
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # all training randomness (same on every rank)
@@ -345,6 +355,16 @@ class Trainer:
 
     # -- one training step ---------------------------------------------------------------------
 
+    def lr_factor(self) -> float:
+        """The learning rates' multiplier now: 1, falling linearly to ``lr_decay_to`` over
+        ``lr_decay_kimg`` kimg from where this run began."""
+        cfg = self.cfg
+        if cfg.lr_decay_kimg <= 0:
+            return 1.0
+        start = self.cur_nimg if self.lr_decay_start_nimg is None else self.lr_decay_start_nimg
+        t = min(max((self.cur_nimg - start) / (cfg.lr_decay_kimg * 1000), 0.0), 1.0)
+        return 1.0 + (cfg.lr_decay_to - 1.0) * t
+
     def train_step(self) -> dict[str, float]:
         """One minibatch: D main (+ lazy R1), G main (+ lazy path length), then EMA and augment p.
 
@@ -352,6 +372,12 @@ class Trainer:
         """
         cfg = self.cfg
         stats: dict[str, float] = {}
+        if cfg.lr_decay_kimg > 0:
+            f = self.lr_factor()
+            for opt, net in ((self.opt_G, "G"), (self.opt_D, "D")):
+                for group in opt.param_groups:
+                    group["lr"] = self._base_lr[net] * f
+            stats["lr_factor"] = f
         real = self._phase("D_main", self._d_main, stats)
         if cfg.d == "residual" and self.r1_gamma > 0 and cfg.r1_every > 0 and self.step % cfg.r1_every == 0:
             self._phase("D_r1", self._d_r1, stats, real)
@@ -446,6 +472,7 @@ class Trainer:
             "cur_nimg": self.cur_nimg, "rng": self.gen.get_state(), "stream": self.stream.state_dict(),
             "best_fd": self.best_fd, "fd_history": json.dumps(self.fd_history),
             "G_ema_extra": {_ema_key(k): net.state_dict() for k, net in self.G_ema_extra.items()},
+            "lr_decay_start_nimg": self.lr_decay_start_nimg,
         }
 
     def _load_resume(self, path: Path) -> None:
@@ -469,6 +496,7 @@ class Trainer:
         saved = st.get("G_ema_extra") or {}
         for k, net in self.G_ema_extra.items():  # one not in the snapshot starts from G_ema
             net.load_state_dict(saved.get(_ema_key(k), self.G_ema.state_dict()))
+        self.lr_decay_start_nimg = st.get("lr_decay_start_nimg")
 
     def _load_compact(self, path: Path) -> None:
         meta, nets = read_compact(path)
@@ -586,6 +614,8 @@ class Trainer:
         t_last, nimg_last = time.time(), self.cur_nimg
         if self.step == 0:
             self.sample_grid()
+        if self.lr_decay_start_nimg is None:
+            self.lr_decay_start_nimg = self.cur_nimg  # the decay counts from here (see lr_decay_kimg)
         reason = "done"
         while self.cur_nimg < total_nimg:
             ended = stop_reason(self.step, cfg.max_steps, stop, self.should_stop)

@@ -244,6 +244,44 @@ def test_compact_snapshot_round_trip(data_dir, tmp_path):
     assert b.step == a.step + 1
 
 
+def test_lr_decay_counts_from_where_the_run_began_and_resumes(data_dir, tmp_path):
+    """--lr-decay-kimg: both learning rates fall linearly to --lr-decay-to x over that many kimg
+    from the kimg the run began at (a compact snapshot's), and a --resume keeps counting from there."""
+    from dataclasses import asdict
+
+    from trainers.common import atomic_write_json
+    from trainers.stylegan2 import export_compact, validate
+    from trainers.common import UserError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = tiny_cfg(data_dir, tmp_path, max_steps=3)
+    atomic_write_json(src / "config.json", {"train": asdict(cfg)})
+    Trainer(cfg, src, tqdm_bar=False).run()
+    compact = export_compact(src, tmp_path / "compact.safetensors")
+
+    batch = cfg.batch
+    kw = dict(lr_decay_kimg=4 * batch / 1000, lr_decay_to=0.2)  # over 4 steps, to 0.2 x
+    run = tmp_path / "run"
+    run.mkdir()
+    a = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=5, **kw), run, resume_from=compact, tqdm_bar=False)
+    base_g, base_d = a.opt_G.param_groups[0]["lr"], a.opt_D.param_groups[0]["lr"]
+    a.run()  # steps 3 and 4: factors 1.0 and 0.8
+    assert a.lr_decay_start_nimg == 3 * batch
+    assert a.opt_G.param_groups[0]["lr"] == pytest.approx(base_g * 0.8)
+    assert a.opt_D.param_groups[0]["lr"] == pytest.approx(base_d * 0.8)
+    b = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=9, **kw), run, resume_from=run / "resume.pt", tqdm_bar=False)
+    assert b.lr_decay_start_nimg == 3 * batch and b.lr_factor() == pytest.approx(0.6)
+    factors = [b.train_step()["lr_factor"] for _ in range(4)]
+    assert factors == pytest.approx([0.6, 0.4, 0.2, 0.2])          # then it stays at the floor
+    assert b.opt_G.param_groups[0]["lr"] == pytest.approx(base_g * 0.2)
+    plain = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=1), None, tqdm_bar=False)
+    assert "lr_factor" not in plain.train_step() and plain.lr_factor() == 1.0
+    for bad in (dict(lr_decay_kimg=-1), dict(lr_decay_to=1.5), dict(lr_decay_to=float("nan"))):
+        with pytest.raises(UserError, match="--lr-decay"):
+            validate(tiny_cfg(data_dir, tmp_path, **bad))
+
+
 def test_compact_snapshot_from_a_gpu_machine_continues_here(data_dir, tmp_path, monkeypatch):
     """A compact snapshot made on a GPU machine (device cuda, its own threads and data path) is
     continued on this one: the machine's settings are not carried over, the recipe is."""

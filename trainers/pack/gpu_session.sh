@@ -61,6 +61,8 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
 # comes back as G_..._ema<K>.safetensors (float16, last snapshot; with one run and GPU_SKIP_E=1 also
 # earlier ones, G_..._ema<K>_<kimg>kimg, GPU_G_EMA_POINTS="40:2 80:3" snapshots of each in all, evenly
 # spaced over the GPU_KEEP_SNAPSHOTS=24 kept every 50 kimg), to be chosen between by FD here. GPU_G_EMAS="" turns them off.
+# GPU_G_LR_DECAY_KIMG=K: both learning rates fall linearly to 0 over K kimg from the snapshot's 438
+# (an annealed continuation; plain continuing only made FD worse, README.md's session 24).
 g_runs=${GPU_G_RUNS:-256:0.0025}
 g_emas=${GPU_G_EMAS-40 80}
 [ "${GPU_SKIP_G:-0}" = 1 ] && g_runs=""
@@ -69,7 +71,7 @@ for pair in $g_runs; do
   b=${pair%%:*}; lr=${pair##*:}
   train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
     --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" --batch "$b" \
-    --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" \
+    --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" --lr-decay-kimg "${GPU_G_LR_DECAY_KIMG:-0}" \
     --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots "${GPU_KEEP_SNAPSHOTS:-24}" &
 done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
