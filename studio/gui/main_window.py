@@ -132,7 +132,8 @@ class MainWindow(QMainWindow):
         self.jobs = QtJobs(parent=self)
         # saves and exports get a worker of their own: never queued behind an inversion or Refine
         self.io_jobs = QtJobs(JobRunner(max_workers=1, name="stylestudio-io"), parent=self)
-        self._saves_written: set = set()
+        self._saves_tried: dict[object, bool] = {}  # save key -> written (its worker got to it)
+        self._closed = False
         self.messages: list[tuple[str, str, str]] = []
         self.model: ws_ops.LoadedModel | None = None
         self.photo: ws_ops.PhotoFaces | None = None
@@ -409,6 +410,9 @@ class MainWindow(QMainWindow):
     def show_message(self, kind: str, title: str, text: str) -> None:
         """A non-blocking message box; ``kind`` is 'error', 'warning' or 'info'."""
         self.messages.append((kind, title, text))
+        if self._closed:  # a late callback (an export that failed as the window closed): no orphan box
+            log.warning("%s: %s", title, text)
+            return
         open_message_box(self, kind, title, text)
         self.message_shown.emit(kind, title, text)
 
@@ -859,7 +863,7 @@ class MainWindow(QMainWindow):
         self._pending_saves[key] = (write, sess, version)  # written at close if still queued then
 
         def finished(ok, value):
-            self._saves_written.discard(key)
+            self._saves_tried.pop(key, None)
             if self._pending_saves.pop(key, None) is None:
                 return  # already written by shutdown()
             if ok:
@@ -868,8 +872,9 @@ class MainWindow(QMainWindow):
                 self.show_error("Cannot save the project", value)
 
         def job(ctx):
+            self._saves_tried[key] = False  # tried: shutdown() does not write it again, even if it failed
             out = write()
-            self._saves_written.add(key)  # shutdown() must not write it again
+            self._saves_tried[key] = True
             return out
 
         self.io_jobs.submit(job, name="save project", on_done=lambda v: finished(True, v),
@@ -1823,13 +1828,18 @@ class MainWindow(QMainWindow):
         """Write project saves still queued, cancel and stop every worker (idempotent). A clean
         close removes the autosave; one that leaves unsaved changes (or a failed save) keeps it, so
         the next start offers to recover the edit."""
+        self._closed = True
         self._autosave_timer.stop()
         self.io_jobs.shutdown(cancel=False)  # saves and exports already asked for are written
         saves, self._pending_saves = list(self._pending_saves.items()), {}
-        for key, (write, sess, version) in saves:  # not written yet (its worker failed to start it): now
+        for key, (write, sess, version) in saves:  # not tried yet (its worker never started it): now
             try:
-                if key not in self._saves_written:
+                tried = self._saves_tried.get(key)
+                if tried is None:
                     write()
+                elif not tried:  # it failed on its worker: not tried twice; the autosave keeps the edit
+                    log.error("a project save failed as the window closed; the edit stays in the autosave")
+                    continue
                 sess._saved_version = version
             except Exception as e:  # noqa: BLE001 - nothing left to show it in; the autosave keeps the edit
                 log.error("saving the project at close failed: %s", e)

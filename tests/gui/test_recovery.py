@@ -171,6 +171,36 @@ def test_a_save_is_not_queued_behind_long_jobs(qtbot, window, tmp_path):
     assert not win.session.modified
 
 
+def test_a_save_or_export_failing_as_the_window_closes(qtbot, window, recovery_dir, tmp_path, monkeypatch):
+    """Tried once (not again at close), the edit kept in the autosave, and no error box left behind
+    the closed window."""
+    import studio.core.fileio as fileio
+    import studio.gui.main_window as mw
+
+    win = window
+    with qtbot.waitSignal(win.frame_shown, timeout=30000):
+        win.random_face()
+    name = next(iter(win._sliders))
+    win.session.set_amount(name, 1.0)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    real, tries, boxes = fileio.atomic_write_bytes, [], []
+
+    def counting(path, data, **kw):
+        tries.append(path)
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(fileio, "atomic_write_bytes", counting)
+    monkeypatch.setattr(mw, "open_message_box", lambda *a: boxes.append(a))
+    win.save_project(blocker / "edit.stylestudio")
+    win.export_aligned(blocker / "x.png")
+    win.close()
+    qtbot.wait(300)  # the failures' callbacks arrive after the close
+    assert [Path(p).suffix for p in tries].count(".stylestudio") == 1 and not boxes
+    assert any(k == "error" for k, *_ in win.messages)  # recorded (and logged), not shown
+    assert list(recovery_dir.iterdir())                  # the edit is in the autosave
+
+
 def test_debounce_merges_a_drag_into_few_writes(qtbot, window):
     win = window
     win.autosave_delay_ms, win.autosave_max_wait_ms = 300, 100000
