@@ -300,7 +300,7 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
         if is_rank0:
             log_handler = log_to_run_dir(run_dir)
         make_trainer(cfg, run_dir if is_rank0 else None, resume_from=resume_from, tqdm_bar=not args.no_tqdm).run()
-    except UserError as e:
+    except StudioError as e:  # UserError, and e.g. a --model that is no checkpoint (CheckpointError)
         print(f"error: {e}", file=sys.stderr)
         if new_run is not None:  # refused before it started (bad --data, --model, ...): no empty run folder
             discard_unstarted_run(new_run, log_handler)

@@ -352,6 +352,8 @@ class TrainingWindow(QMainWindow):
         self.use_snapshot_cb = use_snapshot
         self.model: tr.RunModel | None = None
         self.process: QProcess | None = None
+        self._stop_requested = False        # Stop pressed for the running process
+        self._exited_run: Path | None = None  # the run whose trainer (started here) has exited
         self.messages: list[tuple[str, str, str]] = []
         self._log_tail = ""                 # recent process output (run-directory discovery)
         self._out_before: set[str] | None = None
@@ -593,7 +595,15 @@ class TrainingWindow(QMainWindow):
             self.show_message("warning", "A run is going", "Stop the running trainer before resuming.")
             return False
         run_dir = self.model.run_dir
-        if self.model.running and self.model.last_time and time.time() - self.model.last_time < 30:
+        if not (run_dir / "config.json").is_file():
+            self.show_message("warning", "Nothing to resume",
+                              f"{run_dir} is gone or has no config.json (a run refused at its start is removed); "
+                              "fix the settings and press Start.")
+            self.detach()
+            return False
+        own_exited = self._exited_run == run_dir  # this window's trainer of this run has exited: not alive
+        if (not own_exited and self.model.running and self.model.last_time
+                and time.time() - self.model.last_time < 30):
             self.show_message("warning", "The run looks alive",
                               f"{run_dir.name} logged no end and wrote {time.time() - self.model.last_time:.0f} s ago; "
                               "stop it where it runs (Ctrl-C / kill -TERM) before resuming it here.")
@@ -619,6 +629,8 @@ class TrainingWindow(QMainWindow):
         p.finished.connect(self._finished)
         p.errorOccurred.connect(self._process_error)
         self.process = p
+        self._stop_requested = False
+        self._exited_run = None
         self._log_file = None  # its output comes through the process now
         self._log_tail = ""
         self.append_log(f"$ {shlex.join(cmd)}\n")
@@ -641,11 +653,26 @@ class TrainingWindow(QMainWindow):
         self.append_log(f"[trainer exited with code {code}{' (crashed)' if crashed else ''}]\n")
         self.poll()
         ended = self.model.ended if self.model is not None else None
-        self.state_label.setText(f"ended: {ended} (exit {code})" if ended else
-                                 f"{'crashed' if crashed else 'exited'} ({code})")
-        if self.model is None and code != 0:
-            self.show_message("error", "The trainer failed", "It exited before creating a run directory; "
-                              "the log pane shows why.\n\n" + self._log_tail[-800:])
+        stopped = self._stop_requested and (code != 0 or crashed)  # Stop (SIGTERM) before its handler was in
+        if self.model is not None:
+            self._exited_run = self.model.run_dir
+        if ended:
+            self.state_label.setText(f"ended: {ended} (exit {code})")
+        elif stopped:
+            self.state_label.setText("stopped before training began" if self.model is None or
+                                     self.model.latest_snapshot() is None else f"stopped ({code})")
+        else:
+            self.state_label.setText(f"{'crashed' if crashed else 'exited'} ({code})")
+        if (code != 0 or crashed) and not ended and not stopped:
+            error = next((ln for ln in reversed(self._log_tail.splitlines()) if ln.startswith("error:")), None)
+            where = ("It exited before creating a run directory" if self.model is None
+                     else f"It stopped without ending {self.model.run_dir.name}")
+            self.show_message("error", "The trainer failed",
+                              f"{where}; " + (f"it said:\n\n{error[6:].strip()}" if error else
+                                              "the log pane shows why.\n\n" + self._log_tail[-800:]))
+        if self.model is not None and not self.model.run_dir.is_dir():  # refused at its start: removed
+            self.detach()
+            self.run_label.setText("No run (the trainer removed the run it refused to start)")
         self._update_buttons()
         self.process_finished.emit(int(code))
 
@@ -658,6 +685,7 @@ class TrainingWindow(QMainWindow):
         """SIGTERM to the trainer started here (it snapshots, logs its end and exits)."""
         if not self.process_running:
             return
+        self._stop_requested = True
         self.append_log("[stop: SIGTERM sent; the trainer writes a snapshot]\n")
         self.state_label.setText("stopping…")
         self.process.terminate()

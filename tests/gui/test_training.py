@@ -173,3 +173,48 @@ def test_real_e2style_run_launch_abort_stop_resume(training, qtbot, tmp_path, ti
         win.stop()
     qtbot.waitUntil(lambda: m.ended is not None, timeout=10000)
     assert [s["event"] for s in m.sessions] == ["start", "end", "resume", "end"]
+    # killed (no end logged, metrics written a moment ago): this window's own trainer has exited, so
+    # Resume goes ahead at once rather than asking to stop a run that "looks alive"
+    assert win.resume()
+    qtbot.waitUntil(lambda: m.sessions[-1]["event"] == "resume" and m.step > m.sessions[-1]["step"], timeout=60000)
+    with qtbot.waitSignal(win.process_finished, timeout=60000):
+        win.process.kill()
+    assert "crashed" in win.state_label.text() and win.messages[-1][1] == "The trainer failed"
+    n = len(win.messages)
+    assert win.resume(), win.messages[n:]
+    qtbot.waitUntil(lambda: len(m.sessions) >= 4 and m.sessions[-1]["event"] == "resume", timeout=60000)
+    with qtbot.waitSignal(win.process_finished, timeout=60000):
+        win.stop()
+
+
+def test_a_trainer_refused_at_its_start_says_why(training, qtbot, tmp_path):
+    """A --model that is no checkpoint: one clear error in a message box (no traceback), and the
+    run folder the trainer removed is not left attached with Resume enabled."""
+    win = training
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a model")
+    win.set_trainer("encoder")
+    for k, v in {"arch": "e2style", "model": bad, "out": tmp_path / "runs", "data": tmp_path, "threads": 1}.items():
+        win.set_option(k, v)
+    assert win.start()
+    with qtbot.waitSignal(win.process_finished, timeout=60000) as sig:
+        pass
+    assert sig.args == [2]
+    errors = [m for m in win.messages if m[0] == "error"]
+    assert len(errors) == 1 and errors[0][1] == "The trainer failed"
+    assert str(bad) in errors[0][2] and "Traceback" not in errors[0][2] and "Please report" not in errors[0][2]
+    assert "Traceback" not in win.log_view.toPlainText()
+    assert not win.resume_button.isEnabled()
+    assert not (tmp_path / "runs").is_dir() or not list((tmp_path / "runs").iterdir())
+
+
+def test_stop_right_after_start_is_no_failure(training, qtbot, tmp_path, tiny_g):
+    win = training
+    win.set_trainer("encoder")
+    for k, v in {"arch": "e2style", "model": tiny_g, "out": tmp_path / "runs", "threads": 1}.items():
+        win.set_option(k, v)
+    assert win.start()
+    with qtbot.waitSignal(win.process_finished, timeout=60000):
+        win.stop()                                   # before the trainer has even imported torch
+    assert win.state_label.text() == "stopped before training began"
+    assert not [m for m in win.messages if m[0] == "error"]
