@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import (
     QProcess,
@@ -352,6 +353,7 @@ class TrainingWindow(QMainWindow):
         self.use_snapshot_cb = use_snapshot
         self.model: tr.RunModel | None = None
         self.process: QProcess | None = None
+        self._brushes: dict = {}             # (abort count, patience) -> brush of the check dots
         self._stop_requested = False        # Stop pressed for the running process
         self._exited_run: Path | None = None  # the run whose trainer (started here) has exited
         self.messages: list[tuple[str, str, str]] = []
@@ -477,6 +479,9 @@ class TrainingWindow(QMainWindow):
         self.abort_box = QGroupBox("Abortion progress")
         ab = QHBoxLayout(self.abort_box)
         self.signal_plot = _plot("Abortion signal (checks marked)", "signal")
+        for plot in (self.loss_plot, self.signal_plot):  # long runs: draw what a pixel column can show
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setClipToView(True)
         self.signal_curve = self.signal_plot.plot([], [], pen=pg.mkPen("#1f77b4", width=2))
         self.check_points = pg.ScatterPlotItem(size=8, pen=pg.mkPen("#333", width=0.5))
         self.signal_plot.addItem(self.check_points)
@@ -786,6 +791,13 @@ class TrainingWindow(QMainWindow):
         self.saved_bar.setFormat("–")
         self.count_bar.setValue(0)
 
+    def _count_brush(self, count: int, patience: int):
+        key = (count, patience)
+        b = self._brushes.get(key)
+        if b is None:
+            b = self._brushes[key] = pg.mkBrush(_count_colour(count / patience))
+        return b
+
     def _draw(self) -> None:
         m = self.model
         # Loss curves.
@@ -797,7 +809,8 @@ class TrainingWindow(QMainWindow):
                 c = self.loss_plot.plot([], [], pen=pg.mkPen(colour, width=2 if key == "loss_total" else 1.3),
                                         name=key.removeprefix("loss_") or key)
                 self._curves[key] = c
-            c.setData([p[0] for p in pts], [p[1] for p in pts])
+            a = np.asarray(pts, float).reshape(-1, 2)
+            c.setData(a[:, 0], a[:, 1])
         for key in set(self._curves) - set(m.loss_terms):
             self._curves[key].setData([], [])
         # Status line.
@@ -826,12 +839,15 @@ class TrainingWindow(QMainWindow):
         self.abort_box.setTitle(f"Abortion progress  (mode {mode}, {m.num_stages} stages, "
                                 f"{m.active_stages} active, {len(m.checks)} checks)" if is_abort
                                 else "Abortion progress (this run has one stage)")
-        xs = [c.step for c in m.checks]
-        ys = [c.signal for c in m.checks]
+        xs = np.fromiter((c.step for c in m.checks), float, len(m.checks))
+        ys = np.fromiter((c.signal for c in m.checks), float, len(m.checks))
         self.signal_curve.setData(xs, ys)
+        # the dots: at most MAX_CHECK_DOTS (evenly thinned, the latest always kept), and one brush
+        # object per colour, so that a long run's redraw does not render a symbol per check
         pat = m.patience or 10
-        brushes = [pg.mkBrush(_count_colour(c.abort_count / pat)) for c in m.checks]
-        self.check_points.setData(x=xs, y=ys, brush=brushes)
+        keep = _thin(len(m.checks), MAX_CHECK_DOTS)
+        brushes = [self._count_brush(m.checks[i].abort_count, pat) for i in keep]
+        self.check_points.setData(x=xs[keep], y=ys[keep], brush=brushes)
         for ln in self._abort_lines:
             self.signal_plot.removeItem(ln)
         self._abort_lines = []
@@ -924,6 +940,16 @@ class TrainingWindow(QMainWindow):
         if not self.timer.isActive():
             self.timer.start()
         super().showEvent(e)
+
+
+MAX_CHECK_DOTS = 2000
+
+
+def _thin(n: int, most: int) -> np.ndarray:
+    """Indices of at most ``most`` of ``n`` items, evenly spread, the last one included."""
+    if n <= most:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(int))
 
 
 def _count_colour(frac: float) -> QColor:

@@ -87,6 +87,28 @@ def test_panel_follows_a_synthetic_run(training, tmp_path):
     assert len(win.check_points.data) == 0 and not win._abort_lines
 
 
+def test_a_long_run_keeps_the_panel_light(training, tmp_path):
+    """Thousands of checks: the signal curve has every one, the dots are thinned (the latest kept)
+    and share one brush per abort count, so a redraw stays cheap."""
+    from studio.gui.training import MAX_CHECK_DOTS
+
+    win = training
+    run = _run_dir(tmp_path)
+    assert win.attach(run)
+    n = 3 * MAX_CHECK_DOTS + 7
+    _append(run / "metrics.jsonl", b"".join(synthetic_run(n)))
+    for _ in range(200):  # the tailer reads in chunks
+        win.poll()
+        if win.model.step == n:
+            break
+    assert win.model.step == n and len(win.model.checks) == n
+    xs, _ = win.signal_curve.getData()
+    assert len(xs) == n
+    dots = win.check_points.data
+    assert len(dots) <= MAX_CHECK_DOTS and dots["x"][0] == 1 and dots["x"][-1] == n
+    assert len({b.color().rgb() for b in dots["brush"]}) <= 3  # abort counts 0..patience
+
+
 def test_form_maps_to_flags(training, tmp_path):
     win = training
     win.set_trainer("encoder")
