@@ -585,6 +585,10 @@ TRAINERS: dict[str, TrainerSpec] = {
         _f("--d", "choice", None, ("projected", "residual"), label="discriminator"),
         _f("--kimg", "float", 100.0, tip="stop after this many thousand images shown"),
         _f("--batch", "int", None), _f("--augment", "choice", None, ("ada", "diffaugment", "none")),
+        _f("--lr-g", "float", None), _f("--lr-d", "float", None),
+        _f("--lr-decay-kimg", "float", None, tip="both learning rates fall linearly to 0 over this many kimg "
+                                                   "from where the run begins (0: constant)"),
+        _f("--ema-kimg", "float", None, tip="half-life of the G average (G_ema) in kimg"),
         _f("--sample-every-kimg", "float", None), _f("--snapshot-every-kimg", "float", None),
         _f("--metrics-every-kimg", "float", None), _f("--fd-samples", "int", None),
         _f("--device", "choice", None, ("auto", "cpu", "cuda")), _f("--threads", "int", None),
