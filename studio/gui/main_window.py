@@ -1223,9 +1223,9 @@ class MainWindow(QMainWindow):
         from studio.core.imageio import save_image
 
         self.io_jobs.submit(lambda ctx: save_image(path, img), name="export fast mix",
-                         on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
-                                            self.exported.emit(str(p))),
-                         on_error=lambda e: self.show_error("Cannot export", e))
+                            on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
+                                               self.exported.emit(str(p))),
+                            on_error=lambda e: self.show_error("Cannot export", e))
 
     @staticmethod
     def _ref_key(ref) -> int | None:
@@ -1532,9 +1532,9 @@ class MainWindow(QMainWindow):
             path = Path(path).with_suffix(".png")
         recipe = self.recipe(what)
         self.io_jobs.submit(lambda ctx: ws_ops.save_with_recipe(path, img, recipe), name="export",
-                         on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
-                                            self.exported.emit(str(p))),
-                         on_error=lambda e: self.show_error("Cannot export", e))
+                            on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
+                                               self.exported.emit(str(p))),
+                            on_error=lambda e: self.show_error("Cannot export", e))
 
     def copy_to_clipboard(self) -> None:
         """Put the edited photo (or, without a photo, the aligned edit) on the clipboard."""
