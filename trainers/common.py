@@ -8,6 +8,7 @@ import argparse
 import io
 import json
 import logging
+import math
 import os
 import re
 import resource
@@ -230,9 +231,27 @@ def field_converter(type_name: str):
     return conv
 
 
+def require_positive(cfg, *names: str) -> None:
+    """A :class:`UserError` naming the flag unless each of ``cfg``'s fields is a finite number > 0
+    (NaN and infinity included: a NaN learning rate would otherwise fail deep inside torch)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
+
+
 def open_run_dir(out: str | Path, desc: str, config: dict) -> Path:
     """A new numbered run directory with its ``config.json`` (the run's config, argv, torch version)."""
-    run_dir = new_run_dir(out, desc)
+    try:
+        run_dir = new_run_dir(out, desc)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--out {out}: that is a file, not a folder; give a folder for the run "
+                        f"directories (it is created if missing)") from None
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create a run directory there ({e.strerror or e}); give a "
+                        f"writable folder") from None
     atomic_write_json(run_dir / "config.json", {"train": config, "argv": sys.argv, "torch": torch.__version__})
     return run_dir
 
@@ -274,6 +293,9 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
     from (e.g. the generator's ``--resume-compact``); ``before(cfg, args)``: handles extra one-shot
     modes, returning an exit status to stop there or None to go on."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `stylestudio train` has set up WARNING logging for the app already (basicConfig above then does
+    # nothing): the trainers still report where the run goes and how it does, on stderr and in log.txt
+    logging.getLogger("trainers").setLevel(logging.INFO)
     new_run: Path | None = None
     log_handler: logging.Handler | None = None
     try:
@@ -305,6 +327,10 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
         if new_run is not None:  # refused before it started (bad --data, --model, ...): no empty run folder
             discard_unstarted_run(new_run, log_handler)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the trainer's own handler was in: no empty run folder
+        if new_run is not None:
+            discard_unstarted_run(new_run, log_handler)
+        raise
     return 0
 
 

@@ -57,6 +57,7 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.crg import SPACES, CRGEncoder
 from studio.core.nets.encoding import EncoderPipeline
 from trainers.common import (
+    require_positive,
     MetricsLog,
     StopFlag,
     TensorBoard,
@@ -144,8 +145,9 @@ def validate(cfg: CRGConfig) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 < cfg.lr_factor < 1.0:
         raise UserError(f"--lr-factor must be in (0, 1), got {cfg.lr_factor}")
-    if cfg.lr <= 0 or cfg.adam_eps <= 0:
-        raise UserError("--lr and --adam-eps must be positive")
+    require_positive(cfg, "lr")
+    if not cfg.adam_eps > 0:
+        raise UserError(f"adam_eps must be positive (the run's config.json), got {cfg.adam_eps}")
 
 
 def default_model() -> Path:

@@ -56,6 +56,7 @@ from studio.core.errors import StudioError
 from studio.core.formats import load_checkpoint, stylestudio_fmt
 from studio.core.nets.distill import DistillStudent, stack_inputs
 from trainers.common import (
+    require_positive,
     MetricsLog,
     StopFlag,
     TensorBoard,
@@ -151,8 +152,9 @@ def validate(cfg: DistillConfig) -> None:
         raise UserError("--downsamples and --blocks must be >= 0")
     if cfg.batch < 2:
         raise UserError("--batch must be at least 2 (a triplet's style is the next face of the batch)")
-    if cfg.lr <= 0 or not 0 <= cfg.beta1 < 1:
-        raise UserError("--lr must be positive and --beta1 in [0, 1)")
+    require_positive(cfg, "lr")
+    if not 0 <= cfg.beta1 < 1:
+        raise UserError(f"beta1 must be in [0, 1) (the run's config.json), got {cfg.beta1}")
     if not 0 <= cfg.decay_fraction <= 1:
         raise UserError(f"--decay-fraction must be in [0, 1], got {cfg.decay_fraction}")
     if min(cfg.lambda_feat, cfg.lambda_vgg, cfg.lambda_l1) < 0:

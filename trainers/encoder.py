@@ -125,6 +125,7 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.encoding import EncoderPipeline
 from studio.core.nets.psp import COARSE_END, MIDDLE_END, _upsample_add
 from trainers.common import (
+    require_positive,
     MetricsLog,
     StopFlag,
     TensorBoard,
@@ -268,6 +269,7 @@ def validate(cfg: EncoderTrainConfig) -> None:
                         "(--synthetic-fraction 1)")
     if cfg.batch < 2:
         raise UserError("--batch must be at least 2")
+    require_positive(cfg, "lr", "steps", "max_steps")
     if cfg.stages < 1:
         raise UserError("--stages must be at least 1")
     if cfg.lpips_net not in ("vgg", "alex"):

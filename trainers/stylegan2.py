@@ -36,6 +36,7 @@ from studio.core.nets.stylegan2 import Discriminator, Generator
 from trainers import losses
 from trainers.augment import AdaptiveP, augment
 from trainers.common import (
+    require_positive,
     MetricsLog,
     StopFlag,
     TensorBoard,
@@ -227,6 +228,7 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"--resolution must be a power of two >= 8, got {cfg.resolution}")
     if cfg.batch < 2:
         raise UserError("--batch must be at least 2")
+    require_positive(cfg, "kimg", "lr_g", "lr_d")
     extra_ema_kimgs(cfg)
     if not (cfg.lr_decay_kimg >= 0 and 0 <= cfg.lr_decay_to <= 1):
         raise UserError(f"--lr-decay-kimg {cfg.lr_decay_kimg} / --lr-decay-to {cfg.lr_decay_to}: give a length "

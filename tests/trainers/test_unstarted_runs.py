@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from trainers.common import discard_unstarted_run, log_to_run_dir, open_run_dir
 
 
@@ -27,3 +29,65 @@ def test_only_empty_runs_are_discarded(tmp_path):
     (kept / "snapshots").mkdir()
     (kept / "snapshots" / "s.safetensors").write_bytes(b"x")
     assert not discard_unstarted_run(kept) and kept.is_dir()
+
+
+def _faces(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    d = tmp_path / "faces"
+    d.mkdir()
+    for i in range(8):
+        Image.fromarray(np.full((32, 32, 3), 30 * i, np.uint8)).save(d / f"{i}.png")
+    return d
+
+
+
+@pytest.mark.parametrize("trainer, args, flag", [
+    ("stylegan2", ["--lr-g", "nan"], "--lr-g"),
+    ("stylegan2", ["--lr-d", "-1"], "--lr-d"),
+    ("stylegan2", ["--kimg", "0"], "--kimg"),
+    ("stylegan2", ["--kimg", "inf"], "--kimg"),
+    ("encoder", ["--lr", "nan"], "--lr"),
+    ("encoder", ["--steps", "0"], "--steps"),
+    ("encoder", ["--max-steps", "-1"], "--max-steps"),
+    ("crg", ["--lr", "nan"], "--lr"),
+    ("distill", ["--lr", "-0.5"], "--lr"),
+])
+def test_nonsense_numbers_are_one_error_line(trainer, args, flag, tmp_path, capsys):
+    """NaN, infinite, zero or negative rates and lengths: an error naming the flag (not torch's
+    ValueError deep in the optimiser, nor a run that 'finishes' at step 0) and no run folder."""
+    import importlib
+
+    main = importlib.import_module(f"trainers.{trainer}").main
+    faces = str(_faces(tmp_path))
+    base = {"stylegan2": ["--cfg", "tiny", "--data", faces], "encoder": ["--data", faces], "crg": [],
+            "distill": []}[trainer]
+    assert main([*base, *args, "--out", str(tmp_path / "runs"), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {flag} must be a positive number" in err and "Traceback" not in err
+    assert not any((tmp_path / "runs").glob("0*"))
+
+
+def test_out_that_is_a_file_says_what_to_do(tmp_path, capsys):
+    from trainers.stylegan2 import main
+
+    blocker = tmp_path / "runs"
+    blocker.write_text("x")
+    assert main(["--cfg", "tiny", "--data", str(_faces(tmp_path)), "--out", str(blocker), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "File exists" not in err
+
+
+def test_stylestudio_train_says_where_the_run_goes(tmp_path, caplog):
+    """`stylestudio train` sets the app's WARNING logging first; the trainer still reports its run
+    directory (on stderr and in log.txt)."""
+    from studio.cli import main
+
+    out = tmp_path / "runs"
+    rc = main(["train", "gan", "--cfg", "tiny", "--data", str(_faces(tmp_path)), "--out", str(out), "--threads",
+               "1", "--max-steps", "1", "--fd-samples", "0", "--metrics-every-kimg", "0", "--no-tqdm"])
+    assert rc == 0
+    run = next(out.glob("0*"))
+    assert any("run directory" in r.getMessage() and str(run) in r.getMessage() for r in caplog.records)
+    assert "run directory" in (run / "log.txt").read_text()
