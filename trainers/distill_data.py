@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from studio.core.distill import crossover_row, render_triplets, ssim, ssim_filter
+from studio.core.errors import StudioError
 from trainers.common import UserError, atomic_write_bytes
 
 log = logging.getLogger("trainers.distill_data")
@@ -286,6 +287,10 @@ def main(argv=None) -> int:
             torch.set_num_threads(args.threads)
         if args.count < 1:
             raise UserError("--count must be at least 1")
+        if Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a folder; give a file name such as triplets.npz")
+        if not 0 < args.psi <= 1:  # NaN too
+            raise UserError(f"--psi must be in (0, 1], got {args.psi}")
         G = load_checkpoint(args.generator or default_model()).generator
         if G is None:
             raise UserError(f"--generator: {args.generator} has no generator")
@@ -318,8 +323,9 @@ def main(argv=None) -> int:
                        styles_per_face=args.styles_per_face, progress=prog,
                        info={"group": args.group, "generator": args.generator or "default pack"})
         print(f"{args.count} triplets (crossover row {cross}, group {args.group}) -> {args.out}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (StudioError, OSError) as e:  # UserError, a bad --generator, an --out that cannot be written
+        where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
+        print(f"error: {where}{(e.strerror if isinstance(e, OSError) else None) or e}", file=sys.stderr)
         return 2
     return 0
 

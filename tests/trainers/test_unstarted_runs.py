@@ -91,3 +91,41 @@ def test_stylestudio_train_says_where_the_run_goes(tmp_path, caplog):
     run = next(out.glob("0*"))
     assert any("run directory" in r.getMessage() and str(run) in r.getMessage() for r in caplog.records)
     assert "run directory" in (run / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--generator", "{notes}"], "unrecognised model file"),
+    (["--encoder", "{notes}"], "give KIND=CHECKPOINT"),
+    (["--encoder", "psp={notes}"], "unrecognised model file"),
+    (["--fd", "nan"], "--fd must be a positive number"),
+    (["--out", "{notes}"], "that is a file"),
+])
+def test_build_pack_refuses_with_one_line(args, says, tmp_path, capsys):
+    from trainers.pack.build_pack import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+    argv = [a.replace("{notes}", str(notes)) for a in args]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "pack")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--generator", "{trunc}"], "truncated"),
+    (["--out", "{dir}"], "is a folder"),
+    (["--psi", "nan"], "--psi must be in (0, 1]"),
+])
+def test_distill_data_refuses_with_one_line(args, says, tmp_path, capsys):
+    from trainers.distill_data import main
+
+    trunc = tmp_path / "g.safetensors"
+    trunc.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    argv = [a.replace("{trunc}", str(trunc)).replace("{dir}", str(tmp_path)) for a in args]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "t.npz")]
+    assert main([*argv, "--count", "2", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and ".tmp" not in err

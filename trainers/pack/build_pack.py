@@ -136,7 +136,22 @@ def _old_manifest(out: Path) -> dict:
         return {}
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """Exit status 2 with one ``error:`` line for a bad file or number (no traceback)."""
+    import math
+    import sys
+
+    from studio.core.errors import StudioError
+
+    try:
+        return _main(argv, math)
+    except (StudioError, OSError, ValueError) as e:
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}{getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv, math) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", type=Path, default=None, help="(re)build the pack around this generator")
     ap.add_argument("--encoder", action="append", default=[], metavar="KIND=CHECKPOINT",
@@ -149,18 +164,26 @@ def main(argv=None) -> None:
     ap.add_argument("--fd-floor", type=float, default=None, help="FD-VGG16 between two disjoint 500-image real sets")
     ap.add_argument("--notes", default=None)
     a = ap.parse_args(argv)
+    for flag, v in (("--fd", a.fd), ("--fd-floor", a.fd_floor)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{flag} must be a positive number (a measured FD-VGG16), got {v}")
+    if a.out.exists() and not a.out.is_dir():
+        raise ValueError(f"--out {a.out}: that is a file; give the pack folder")
     torch.set_grad_enabled(False)
     out = a.out
     if a.generator is not None:
         build(a.generator, a.profile, a.out, fd=a.fd, fd_floor=a.fd_floor, notes=a.notes)
     for spec in a.encoder:
-        kind, _, ckpt = spec.partition("=")
+        kind, eq, ckpt = spec.partition("=")
+        if not eq or not kind or not ckpt:
+            raise ValueError(f"--encoder {spec!r}: give KIND=CHECKPOINT, e.g. e2style=RUN/best.safetensors")
         print(f"added {add_encoder(a.out, kind, Path(ckpt))}")
     for ckpt in a.student:
         print(f"added {add_student(a.out, Path(ckpt))}")
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"wrote {out} ({size / 1e6:.1f} MB)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
