@@ -230,7 +230,7 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError("--batch must be at least 2")
     require_positive(cfg, "kimg", "lr_g", "lr_d")
     extra_ema_kimgs(cfg)
-    if not (cfg.lr_decay_kimg >= 0 and 0 <= cfg.lr_decay_to <= 1):
+    if not (0 <= cfg.lr_decay_kimg < math.inf and 0 <= cfg.lr_decay_to <= 1):
         raise UserError(f"--lr-decay-kimg {cfg.lr_decay_kimg} / --lr-decay-to {cfg.lr_decay_to}: give a length "
                         f"in kimg >= 0 and a final fraction of the learning rate between 0 and 1")
     if cfg.d == "residual" and cfg.batch > 4 and cfg.batch % 4:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
 
 import torch
@@ -138,20 +140,20 @@ def _old_manifest(out: Path) -> dict:
 
 def main(argv=None) -> int:
     """Exit status 2 with one ``error:`` line for a bad file or number (no traceback)."""
-    import math
-    import sys
-
     from studio.core.errors import StudioError
 
     try:
-        return _main(argv, math)
-    except (StudioError, OSError, ValueError) as e:
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"error: {where}{getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        with torch.no_grad():  # not set_grad_enabled(False): a caller in the same process keeps autograd
+            return _main(argv)
+    except (StudioError, OSError) as e:
+        where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
+        print(f"error: {where}{(e.strerror if isinstance(e, OSError) else None) or e}", file=sys.stderr)
         return 2
 
 
-def _main(argv, math) -> int:
+def _main(argv) -> int:
+    from trainers.common import UserError
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", type=Path, default=None, help="(re)build the pack around this generator")
     ap.add_argument("--encoder", action="append", default=[], metavar="KIND=CHECKPOINT",
@@ -166,17 +168,16 @@ def _main(argv, math) -> int:
     a = ap.parse_args(argv)
     for flag, v in (("--fd", a.fd), ("--fd-floor", a.fd_floor)):
         if v is not None and not (math.isfinite(v) and v > 0):
-            raise ValueError(f"{flag} must be a positive number (a measured FD-VGG16), got {v}")
+            raise UserError(f"{flag} must be a positive number (a measured FD-VGG16), got {v}")
     if a.out.exists() and not a.out.is_dir():
-        raise ValueError(f"--out {a.out}: that is a file; give the pack folder")
-    torch.set_grad_enabled(False)
+        raise UserError(f"--out {a.out}: that is a file; give the pack folder")
     out = a.out
     if a.generator is not None:
         build(a.generator, a.profile, a.out, fd=a.fd, fd_floor=a.fd_floor, notes=a.notes)
     for spec in a.encoder:
         kind, eq, ckpt = spec.partition("=")
         if not eq or not kind or not ckpt:
-            raise ValueError(f"--encoder {spec!r}: give KIND=CHECKPOINT, e.g. e2style=RUN/best.safetensors")
+            raise UserError(f"--encoder {spec!r}: give KIND=CHECKPOINT, e.g. e2style=RUN/best.safetensors")
         print(f"added {add_encoder(a.out, kind, Path(ckpt))}")
     for ckpt in a.student:
         print(f"added {add_student(a.out, Path(ckpt))}")

@@ -1072,13 +1072,13 @@ def format_table(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+@torch.no_grad()  # not set_grad_enabled(False): a caller in the same process keeps autograd
 def run(cfg: DirectionsConfig) -> dict:
     """The whole recipe (module docstring); returns results.json's content."""
     from studio.core.formats import load_checkpoint
     from studio.core.formats.stylestudio_fmt import read_manifest
 
     torch.set_num_threads(int(cfg.threads))
-    torch.set_grad_enabled(False)
     pack, work = Path(cfg.out), Path(cfg.work)
     work.mkdir(parents=True, exist_ok=True)
     man = read_manifest(pack)
