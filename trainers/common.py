@@ -5,6 +5,7 @@ signal-safe stopping. One code path serves a single process and ``torchrun``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
@@ -231,6 +232,22 @@ def field_converter(type_name: str):
     return conv
 
 
+def field_help(f, helps: dict[str, str], preset_fields=frozenset()) -> str | None:
+    """``--help`` text of a config dataclass field: ``helps[f.name]`` plus its default (argparse's own
+    defaults are None so that a run's config can tell the flags given from those left out)."""
+    text = helps.get(f.name)
+    if text is None:
+        return None
+    if f.name in preset_fields:
+        return f"{text} (default: the --cfg preset's)"
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if default is None or "default" in text:
+        return text
+    if isinstance(default, bool):
+        default = str(default).lower()
+    return f"{text} (default {default})" if default != "" else text
+
+
 def require_positive(cfg, *names: str) -> None:
     """A :class:`UserError` naming the flag unless each of ``cfg``'s fields is a finite number > 0
     (NaN and infinity included: a NaN learning rate would otherwise fail deep inside torch)."""
@@ -336,15 +353,35 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
 
 def add_run_args(ap: argparse.ArgumentParser) -> None:
     """The run-control flags every trainer shares (a resumed run may change these)."""
-    ap.add_argument("--seed", type=int)
+    ap.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
     ap.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--threads", type=int, help="CPU threads per process (0: all)")
-    ap.add_argument("--log-every", type=int)
+    ap.add_argument("--log-every", type=int, help="steps between log lines (default 10)")
     ap.add_argument("--snapshot-every", type=int, help="steps between snapshots (0: only at the end)")
     ap.add_argument("--max-steps", type=int, help="stop (with a snapshot) at this step")
     ap.add_argument("--resume", help="run directory to continue (its config is used)")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    ap.add_argument("--no-tqdm", action="store_true")
+    ap.add_argument("--no-tqdm", action="store_true", help="plain log lines instead of a progress bar")
+
+
+#: Trainer modules by the names a run's argv may show: the module file's stem, or
+#: ``stylestudio train <name>``.
+_WRITERS = {"stylegan2": "trainers.stylegan2", "gan": "trainers.stylegan2", "encoder": "trainers.encoder",
+            "crg": "trainers.crg", "distill": "trainers.distill"}
+
+
+def _run_writer(saved: dict) -> str | None:
+    """The trainer module that wrote a run's ``config.json`` (from its argv), or None."""
+    argv = saved.get("argv")
+    if not isinstance(argv, list):
+        return None
+    argv = [str(a) for a in argv[:3]]
+    for i, a in enumerate(argv):
+        if Path(a).suffix == ".py" and Path(a).stem in _WRITERS:
+            return _WRITERS[Path(a).stem]
+        if a == "train" and i + 1 < len(argv) and argv[i + 1] in _WRITERS:
+            return _WRITERS[argv[i + 1]]
+    return None
 
 
 def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) -> Any:
@@ -354,8 +391,16 @@ def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) 
     if not cfg_path.is_file():
         raise UserError(f"--resume: {args.resume} is not a run directory (no config.json)")
     try:
-        cfg = config_cls(**json.loads(cfg_path.read_text())["train"])
+        saved = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--resume: {cfg_path} cannot be read ({e}); is this a run directory?") from None
+    try:
+        cfg = config_cls(**saved["train"])
     except (KeyError, TypeError, ValueError) as e:
+        writer = _run_writer(saved) if isinstance(saved, dict) else None
+        if writer and writer != config_cls.__module__:
+            raise UserError(f"--resume: {args.resume} is a run of {writer}, and this trainer continues {what} runs "
+                            f"only; continue it with python -m {writer} --resume {args.resume}") from None
         raise UserError(f"--resume: {cfg_path} is not a {what} run config ({e})") from None
     for name in overrides:
         v = getattr(args, name, None)

@@ -358,9 +358,15 @@ class DistillTrainer:
                             f"{2 ** cfg.downsamples}")
         if cfg.data:
             self.data = NpzTriplets(cfg.data, cfg.batch, cfg.seed)
+            made_by = str(self.data.info.get("generator") or "")
             if self.data.crossover != self.crossover or self.data.resolution != self.R:
+                teacher = f"--generator {cfg.generator}" if cfg.generator else "the default pack (no --generator)"
+                hint = (f"; it was rendered by {made_by}: give that generator with --generator"
+                        if made_by and made_by != "default pack" and made_by != cfg.generator else
+                        "; give the generator that rendered it with --generator, and its --group")
                 raise UserError(f"--data: {cfg.data} has crossover row {self.data.crossover} at "
-                                f"{self.data.resolution} px; this run needs row {self.crossover} at {self.R} px")
+                                f"{self.data.resolution} px, but {teacher} needs row {self.crossover} at "
+                                f"{self.R} px{hint}")
         else:
             self.data = TripletSource(self.G, self.crossover, cfg.batch, cfg.psi)
 

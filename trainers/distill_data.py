@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs-to", help="second generator: make face-to-X pairs by projection instead")
     ap.add_argument("--steps", type=int, default=200, help="projection steps per face (--pairs-to)")
     ap.add_argument("--threshold", type=float, default=0.5, help="keep pairs with SSIM >= this (--pairs-to)")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     args = ap.parse_args(argv)
     try:
         from studio.core.formats import load_checkpoint

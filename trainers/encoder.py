@@ -125,6 +125,7 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.encoding import EncoderPipeline
 from studio.core.nets.psp import COARSE_END, MIDDLE_END, _upsample_add
 from trainers.common import (
+    field_help,
     require_positive,
     MetricsLog,
     StopFlag,
@@ -209,6 +210,61 @@ class EncoderTrainConfig:
     lpips_dir: str | None = None
 
 
+# The --help text of each EncoderTrainConfig field; "(default ...)" is added.
+HELP: dict[str, str] = {
+    "arch": "'psp', 'e4e', 'e2style' or 'sae' (pSp with CBAM attention)",
+    "model": "frozen generator: any supported checkpoint or a pack folder (default: the embedded pack)",
+    "data": "folder of aligned faces (default: generated faces only)",
+    "synthetic_fraction": "share of each batch rendered as G(z) (default 0 with --data, 1 without)",
+    "synthetic_psi": "truncation of the generated faces",
+    "size": "'light' (a ResNet at G's resolution) or 'official' (IR-SE-50 at 256 px)",
+    "width": "light: channels of the first stage",
+    "depth": "light: ResNet depth, 10, 18 or 34",
+    "stages": "e2style: number of stages N (refinement stages are N - 1)",
+    "out": "folder the run directory is created in",
+    "desc": "run name suffix (run directories are NNNNN-<desc>)",
+    "batch": "global batch, over all processes",
+    "steps": "training length in optimiser steps (the lr decay is planned over it)",
+    "max_steps": "stop this invocation at this step (resumable)",
+    "lr": "Adam learning rate",
+    "decay_fraction": "the lr falls linearly to 0 over this last fraction of --steps (0: constant)",
+    "time_budget": "seconds for this invocation; the lr decay follows the time when that is ahead",
+    "init": "start from this encoder's weights (a model file or a pack, same arch)",
+    "refine_init": "e2style with --init: refinement stages the file lacks start 'fresh' or as a 'copy' of the first",
+    "lambda_l2": "weight of the pixel L2 loss",
+    "lambda_lpips": "weight of the LPIPS loss",
+    "lpips_net": "LPIPS of the training loss: 'vgg' (the metric the bar uses) or 'alex' (far cheaper)",
+    "lambda_id": "weight of the identity loss (default 0 for light; official: 0.1 psp / sae, 0.5 e4e / e2style)",
+    "id_levels": "identity features compared: 1 (descriptor) or 5 (multi-layer; default 5 for e2style)",
+    "lambda_w_norm": "weight of ||E(x) - w_avg|| (default 0.005 psp / sae, 0 e4e / e2style)",
+    "lambda_delta": "e4e: weight of the delta regularisation",
+    "lambda_att": "sae: weight of the attention loss",
+    "progressive_every": "e4e: steps between two deltas switching on",
+    "progressive_start": "e4e: step of the first delta (default: --progressive-every)",
+    "abort": "e2style abortion: 'relative', 'absolute' or 'off' (default relative when --stages > 1)",
+    "abort_threshold": "absolute abortion: the loss a stage has to beat",
+    "abort_patience": "checks without improvement before the last active stage is dropped",
+    "check_every": "steps between abortion checks (train signal)",
+    "min_stages": "abortion never drops below this many stages",
+    "min_delta": "smallest loss decrease that counts as an improvement",
+    "abort_ema": "EMA beta of the training-loss signal of the abortion",
+    "abort_signal": "'train' (EMA of the last stage's loss) or 'heldout' (LPIPS at each evaluation)",
+    "mirror": "random horizontal flips of the real images, true or false",
+    "heldout_fraction": "share of the images held out for evaluation",
+    "max_images": "use at most this many training images",
+    "data_cache": "folder for the decoded-image cache (default: beside the runs)",
+    "eval_every": "steps between held-out evaluations (0: none, and then no best.safetensors)",
+    "eval_batch": "held-out images per evaluation",
+    "snapshot_every": "steps between snapshots",
+    "keep_snapshots": "network snapshots kept besides the best",
+    "log_every": "steps between log lines",
+    "seed": "seed of every random draw",
+    "device": "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'",
+    "threads": "CPU threads per process (0: all cores)",
+    "lpips_dir": "folder with the LPIPS / backbone weights (default: the app's resources)",
+}
+
+
 # Flags a resumed run may change; everything else comes from its config.json.
 RESUME_OVERRIDES = ("steps", "max_steps", "decay_fraction", "time_budget", "threads", "device", "log_every", "eval_every",
                     "snapshot_every", "keep_snapshots", "data_cache", "lpips_dir")
@@ -219,10 +275,10 @@ def parse_args(argv=None) -> tuple[EncoderTrainConfig, argparse.Namespace]:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resume", help="run directory to continue (its config is used)")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    ap.add_argument("--no-tqdm", action="store_true")
+    ap.add_argument("--no-tqdm", action="store_true", help="plain log lines instead of a progress bar")
     for f in dataclasses.fields(EncoderTrainConfig):
         ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=field_converter(str(f.type)), default=None,
-                        metavar="BOOL" if str(f.type) == "bool" else None)
+                        metavar="BOOL" if str(f.type) == "bool" else None, help=field_help(f, HELP))
     args = ap.parse_args(argv)
     if args.resume:
         return config_from_run(args, EncoderTrainConfig, "encoder", RESUME_OVERRIDES), args

@@ -36,6 +36,7 @@ from studio.core.nets.stylegan2 import Discriminator, Generator
 from trainers import losses
 from trainers.augment import AdaptiveP, augment
 from trainers.common import (
+    field_help,
     require_positive,
     MetricsLog,
     StopFlag,
@@ -139,6 +140,61 @@ class TrainConfig:
     lpips_dir: str | None = None
 
 
+# The --help text of each TrainConfig field (its flag is --field-name); "(default ...)" is added.
+HELP: dict[str, str] = {
+    "out": "folder the run directory is created in",
+    "desc": "run name suffix (run directories are NNNNN-<desc>)",
+    "resolution": "output side in pixels, a power of two",
+    "z_dim": "latent z size",
+    "w_dim": "intermediate latent w size",
+    "mapping_layers": "layers of the mapping network",
+    "g_channel_base": "G channels = min(base / resolution, max) per block",
+    "g_channel_max": "G channels at most",
+    "d_channel_base": "D channels = min(base / resolution, max) per block (residual D)",
+    "d_channel_max": "D channels at most (residual D)",
+    "d": "discriminator: 'projected' (frozen ImageNet features, hinge loss; faces soonest) or "
+         "'residual' (the paper's, logistic loss + R1)",
+    "d_backbone": "backbone of the projected D ('alex': the LPIPS AlexNet weights)",
+    "batch": "global batch, over all processes",
+    "kimg": "stop after this many thousand real images shown",
+    "lr_g": "G learning rate (Adam)",
+    "lr_d": "D learning rate (Adam)",
+    "lr_decay_kimg": "> 0: both learning rates fall linearly over this many kimg from where the run began",
+    "lr_decay_to": "the fraction of the learning rates left at the end of --lr-decay-kimg",
+    "r1_gamma": "R1 weight (residual D; default 0.0002 x resolution^2 / batch)",
+    "r1_every": "steps between lazy R1 passes",
+    "pl_weight": "path-length regularisation weight (0: off)",
+    "pl_every": "steps between lazy path-length passes",
+    "pl_decay": "decay of the path-length running mean",
+    "pl_batch_shrink": "the path-length pass uses batch / this",
+    "style_mixing": "probability of mixing two latents in a training sample",
+    "ema_kimg": "half-life of G_ema in kimg",
+    "ema_rampup": "G_ema half-life ramp-up, as a fraction of the images shown (0: none)",
+    "ema_extra_kimg": "more G_ema half-lives to keep and snapshot, e.g. 40,80",
+    "augment": "'ada' (probability adapted to D's overfitting), 'diffaugment' (always) or 'none'",
+    "ada_target": "ADA: the E[sign D(real)] the augment probability steers to",
+    "ada_kimg": "ADA: kimg for the probability to move from 0 to 1",
+    "mirror": "random horizontal flips of the real images, true or false",
+    "heldout_fraction": "share of the images held out for FD",
+    "max_images": "use at most this many training images",
+    "seed": "seed of every random draw",
+    "device": "'auto' (CUDA when present), 'cpu' or 'cuda[:N]'",
+    "threads": "CPU threads per process (0: all cores)",
+    "log_every": "steps between log lines",
+    "sample_every_kimg": "kimg between sample grids (0: never)",
+    "snapshot_every_kimg": "kimg between network and resume snapshots",
+    "metrics_every_kimg": "kimg between FD-VGG16 evaluations (0: never)",
+    "fd_samples": "images per side of the FD-VGG16 evaluation (0: off)",
+    "ppl_samples": "samples of the PPL-W evaluation (0: off)",
+    "keep_snapshots": "network snapshots kept besides the best by FD",
+    "data_cache": "folder for the decoded-image cache (default: beside the runs)",
+    "max_steps": "stop this invocation at this optimiser step (resumable)",
+    "lpips_dir": "folder with the LPIPS / backbone weights (default: the app's resources)",
+}
+# Preset fields: their default comes from --cfg.
+PRESET_FIELDS = frozenset(k for v in PRESETS.values() for k in v)
+
+
 # Settings of the machine a run was made on, not of the recipe: a compact snapshot does not carry them.
 MACHINE_FIELDS = ("data", "out", "device", "threads", "data_cache", "lpips_dir")
 
@@ -154,7 +210,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     ap.add_argument("--export-compact", nargs=2, metavar=("RUN_DIR", "OUT"),
                     help="write RUN_DIR's latest snapshot as a compact file and exit")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    ap.add_argument("--no-tqdm", action="store_true")
+    ap.add_argument("--no-tqdm", action="store_true", help="plain log lines instead of a progress bar")
     skip = {"data", "cfg"}
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
@@ -163,7 +219,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         # "--discriminator" spells "--d" out: torchrun's own parser rejects "--d" as ambiguous.
         flags = [flag, "--discriminator"] if f.name == "d" else [flag]
         ap.add_argument(*flags, dest=f.name, type=field_converter(str(f.type)), default=None,
-                        metavar="BOOL" if str(f.type) == "bool" else None)
+                        metavar="BOOL" if str(f.type) == "bool" else None, help=field_help(f, HELP, PRESET_FIELDS))
     args = ap.parse_args(argv)
     if args.export_compact or args.resume_compact:
         if args.export_compact:

@@ -266,6 +266,13 @@ def test_every_form_flag_exists_in_the_trainer(name, capsys):
         assert f"{flag} " in text or f"{flag}," in text or f"{flag}\n" in text, (name, flag)
 
 
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_every_form_flag_has_a_tooltip(name):
+    """The training window shows each field's tip as its tooltip: none is left bare."""
+    bare = [fs.flag for fs in TRAINERS[name].flags if not fs.tip.strip()]
+    assert not bare, f"{name}: form fields without a tip: {bare}"
+
+
 def test_text_tailer_gives_whole_lines(tmp_path):
     p = tmp_path / "log.txt"
     t = TextTailer(p)

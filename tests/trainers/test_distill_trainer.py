@@ -142,6 +142,19 @@ def test_flag_errors_name_the_flag(gen_file, tmp_path, capsys):
     assert args.dry_run and cfg.width == 64 and cfg.blocks == 9
 
 
+def test_triplets_of_another_generator_name_it(gen_file, tmp_path):
+    """--data rendered by another generator (another size) says which one to give with --generator."""
+    from studio.core.distill import crossover_row
+    from trainers.distill_data import write_triplets
+
+    torch.manual_seed(1)
+    G32 = Generator(z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=256, channel_max=32)
+    data = write_triplets(G32.eval(), tmp_path / "t32.npz", 6, crossover_row(G32.num_ws, "medium"),
+                          info={"group": "medium", "generator": "/models/g32.safetensors"})
+    with pytest.raises(UserError, match=r"rendered by /models/g32\.safetensors: give that generator with --generator"):
+        DistillTrainer(tiny_cfg(gen_file, data=str(data)), None, tqdm_bar=False)
+
+
 def test_sigterm_writes_a_snapshot_and_stops(gen_file, tmp_path):
     import os
     import signal

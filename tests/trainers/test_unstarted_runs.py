@@ -129,3 +129,28 @@ def test_distill_data_refuses_with_one_line(args, says, tmp_path, capsys):
     assert main([*argv, "--count", "2", "--threads", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and says in err and ".tmp" not in err
+
+
+_WRITERS = [(["/x/trainers/encoder.py", "--arch", "e2style"], "trainers.encoder"),
+             (["/opt/bin/stylestudio", "train", "gan", "--kimg", "1"], "trainers.stylegan2"),
+             (["/x/trainers/distill.py"], "trainers.distill")]
+
+
+@pytest.mark.parametrize("module, writer_argv, writer", [
+    (m, a, w) for a, w in _WRITERS for m in ("trainers.crg", "trainers.encoder", "trainers.distill", "trainers.stylegan2")
+    if m != w])
+def test_resuming_another_trainers_run_names_it(tmp_path, capsys, module, writer_argv, writer):
+    """--resume on a run of another trainer says whose run it is and the command that continues it."""
+    import importlib
+    import json
+
+    run = tmp_path / "00000-x"
+    run.mkdir()
+    train = {"encoder": {"arch": "e2style", "abort": "relative"}, "stylegan2": {"kimg": 1, "cfg": "tiny"},
+             "distill": {"group": "medium", "lambda_feat": 10.0}}[writer.split(".")[1]]
+    train["no_such_field_anywhere"] = 1
+    (run / "config.json").write_text(json.dumps({"train": train, "argv": writer_argv}))
+    assert importlib.import_module(module).main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"is a run of {writer}" in err and f"python -m {writer} --resume {run}" in err
+    assert "Traceback" not in err

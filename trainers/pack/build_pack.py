@@ -160,11 +160,13 @@ def _main(argv) -> int:
                     help="add/replace an encoder from a trainer's best.safetensors (repeatable)")
     ap.add_argument("--student", action="append", default=[], metavar="CHECKPOINT",
                     help="add/replace a distilled style-mixing student (trainers.distill best.safetensors)")
-    ap.add_argument("--profile", type=Path, default=Path(__file__).with_name("alignment-utkface.json"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "resources" / "pack")
+    ap.add_argument("--profile", type=Path, default=Path(__file__).with_name("alignment-utkface.json"),
+                    help="alignment profile JSON written into the manifest (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "resources" / "pack",
+                    help="pack folder to write or update (default: the embedded pack)")
     ap.add_argument("--fd", type=float, default=None, help="measured FD-VGG16 of this generator (500 samples)")
     ap.add_argument("--fd-floor", type=float, default=None, help="FD-VGG16 between two disjoint 500-image real sets")
-    ap.add_argument("--notes", default=None)
+    ap.add_argument("--notes", default=None, help="free text stored in the manifest's provenance")
     a = ap.parse_args(argv)
     for flag, v in (("--fd", a.fd), ("--fd-floor", a.fd_floor)):
         if v is not None and not (math.isfinite(v) and v > 0):

@@ -54,7 +54,9 @@ def merge(returned: str, donor: str, out: str) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("returned"), ap.add_argument("donor"), ap.add_argument("out")
+    ap.add_argument("returned", help="encoder file returned by a GPU session (no generator tensors)")
+    ap.add_argument("donor", help="any encoder checkpoint trained against the same generator")
+    ap.add_argument("out", help="merged checkpoint to write")
     a = ap.parse_args(argv)
     merge(a.returned, a.donor, a.out)
 
