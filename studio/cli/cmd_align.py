@@ -119,7 +119,7 @@ def _output_name(name: str, used: set[str], out_dir: Path, inputs: list[str]) ->
 
 def run(args) -> int:
     from studio.cli.common import check_not_input, check_output
-    from studio.core.align import align_face
+    from studio.core.align import MAX_OUTPUT_SIZE, MAX_TRANSFORM_SIZE, align_face
     from studio.core.errors import NoFaceError
     from studio.core.faces import DEFAULT_DETECT_BUDGET, RETRY_DETECT_BUDGET, detect_faces
     from studio.core.imageio import load_image, save_image
@@ -136,10 +136,17 @@ def run(args) -> int:
     # --official reproduces pSp / e4e's align_face, whose recipe is FFHQ's: that stays its default
     profile = _profile("ffhq" if args.official and args.profile is None else args.profile)
     size = args.size if args.size is not None else profile.output_size
-    if size < 8 or size > 8192:
-        raise StudioError(f"--size must be between 8 and 8192 pixels, got {size}")
+    if size < 8 or size > MAX_OUTPUT_SIZE:
+        raise StudioError(f"--size must be between 8 and {MAX_OUTPUT_SIZE} pixels, got {size}")
     if args.transform_size is not None and args.transform_size < size:
         raise StudioError(f"--transform-size ({args.transform_size}) must be >= --size ({size})")
+    if args.transform_size is not None and args.transform_size > MAX_TRANSFORM_SIZE:
+        raise StudioError(f"--transform-size must be at most {MAX_TRANSFORM_SIZE} pixels, got {args.transform_size}")
+    if args.transform_size is None and args.size is not None and profile.transform_size is not None and \
+            round(size * profile.transform_size / profile.output_size) > MAX_TRANSFORM_SIZE:
+        raise StudioError(f"--size {size} with the profile's {profile.transform_size / profile.output_size:g}x "
+                          f"supersampling needs a transform over {MAX_TRANSFORM_SIZE} pixels; give a smaller --size "
+                          f"or --transform-size")
     budget = DEFAULT_DETECT_BUDGET if args.detect_mp is None else max(1, int(args.detect_mp * 1e6))
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():

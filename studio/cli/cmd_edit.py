@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.core.errors import DirectionError, StudioError
+from studio.core.errors import DirectionError, ProjectError, StudioError
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +204,15 @@ def _is_project(path: Path) -> bool:
 
 def _project_model_path(path: Path) -> str | None:
     """The model path a project recorded, if that file is still there (else None; --model is needed)."""
-    import json
+    from studio.engine.session import EditSession
 
     try:
-        with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("project.json"))
-        p = (meta.get("model") or {}).get("path")
-    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        model = EditSession.read_meta(path).get("model")
+    except ProjectError:
         return None  # EditSession.load reports the problem
+    p = model.get("path") if isinstance(model, dict) else None
+    if not isinstance(p, str):
+        return None  # none recorded, or damaged (the model check reports it)
     if p and not Path(p).exists():
         log.warning("the project's model %s is not there; using --model or the default pack", p)
         return None

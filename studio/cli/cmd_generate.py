@@ -49,8 +49,8 @@ def run(args) -> int:
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
         raise StudioError(f"--seeds: {bad[0]} is out of range; seeds must be in 0-{MAX_SEED}")
-    if not math.isfinite(args.psi):
-        raise StudioError(f"--psi must be a finite number, got {args.psi}")
+    if not math.isfinite(args.psi) or abs(args.psi) > 100:
+        raise StudioError(f"--psi must be a finite number within ±100, got {args.psi}")
     if args.batch < 1:
         raise StudioError(f"--batch must be at least 1, got {args.batch}")
     model = resolve_model(args.model)

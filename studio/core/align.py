@@ -44,6 +44,14 @@ class AlignmentProfileError(StudioError):
 #---------------------------------------------------------------------------------------------------
 
 
+#: Largest aligned image and QUAD transform (NVlabs' FFHQ: 1024 out of 4096). Beyond these a profile
+#: or flag is refused: PIL would allocate gigabytes (a 60000-px transform is ~10 GB).
+MAX_OUTPUT_SIZE = 8192
+MAX_TRANSFORM_SIZE = 16384
+#: Largest eye_scale / mouth_scale / zoom of a profile (FFHQ: 2.0 / 1.8 / 1.0).
+MAX_PROFILE_SCALE = 100.0
+
+
 @dataclass(frozen=True)
 class AlignmentProfile:
     """The crop a generator was trained on, as parameters of the FFHQ recipe.
@@ -70,15 +78,20 @@ class AlignmentProfile:
     enable_padding: bool = True
 
     def __post_init__(self):
-        if int(self.output_size) < 8:
-            raise AlignmentProfileError(f"profile {self.name!r}: output_size must be >= 8 px, got {self.output_size}")
+        if not 8 <= int(self.output_size) <= MAX_OUTPUT_SIZE:
+            raise AlignmentProfileError(f"profile {self.name!r}: output_size must be 8 to {MAX_OUTPUT_SIZE} px, "
+                                        f"got {self.output_size}")
         if self.transform_size is not None and int(self.transform_size) < int(self.output_size):
             raise AlignmentProfileError(f"profile {self.name!r}: transform_size ({self.transform_size}) must be "
                                         f">= output_size ({self.output_size})")
+        if self.transform_size is not None and int(self.transform_size) > MAX_TRANSFORM_SIZE:
+            raise AlignmentProfileError(f"profile {self.name!r}: transform_size must be at most {MAX_TRANSFORM_SIZE} "
+                                        f"px, got {self.transform_size}")
         for k in ("eye_scale", "mouth_scale", "zoom"):
             v = getattr(self, k)
-            if not (np.isfinite(v) and v > 0):
-                raise AlignmentProfileError(f"profile {self.name!r}: {k} must be a positive number, got {v}")
+            if not (np.isfinite(v) and 0 < v <= MAX_PROFILE_SCALE):
+                raise AlignmentProfileError(f"profile {self.name!r}: {k} must be a number in (0, {MAX_PROFILE_SCALE:g}], "
+                                            f"got {v}")
         for k in ("center_shift", "offset_x", "offset_y"):
             if not np.isfinite(getattr(self, k)):
                 raise AlignmentProfileError(f"profile {self.name!r}: {k} must be finite")
@@ -379,6 +392,9 @@ def align_face(
         t_size = out_size
     if out_size < 8 or t_size < out_size:
         raise ValueError(f"need output_size >= 8 and transform_size >= output_size, got {out_size}, {t_size}")
+    if out_size > MAX_OUTPUT_SIZE or t_size > MAX_TRANSFORM_SIZE:
+        raise ValueError(f"output_size ({out_size}) and transform_size ({t_size}) must be at most "
+                         f"{MAX_OUTPUT_SIZE} and {MAX_TRANSFORM_SIZE} px")
 
     lm = np.asarray(landmarks)
     if lm.shape != (68, 2) or not np.isfinite(lm).all():
@@ -411,7 +427,8 @@ def _ffhq_resample(img: Image.Image, quad: np.ndarray, qsize, output_size: int, 
     shrink = int(np.floor(qsize / output_size * 0.5))
     rsize = None
     if shrink > 1:
-        rsize = (int(np.rint(float(img.size[0]) / shrink)), int(np.rint(float(img.size[1]) / shrink)))
+        # (at least 1 px: a crop many times the photo, e.g. a profile's large zoom, shrinks it to nothing)
+        rsize = (max(int(np.rint(float(img.size[0]) / shrink)), 1), max(int(np.rint(float(img.size[1]) / shrink)), 1))
         quad /= shrink
         qsize /= shrink
         tf.shrink = shrink

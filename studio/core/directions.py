@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from studio.core.errors import DirectionError
-from studio.core.fileio import atomic_write_bytes
+from studio.core.fileio import atomic_write_bytes, not_a_regular_file
 from studio.core.latent import project_out, resolve_span
 from studio.core.lazy import torch
 
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------
 # The direction type
+
+
+#: Largest |end| of a direction's slider range (edits past ±30 are already noise).
+MAX_RANGE = 1000.0
 
 
 @dataclass
@@ -74,6 +78,9 @@ class Direction:
                 raise DirectionError(f"direction {self.name!r}: empty layer range {a}-{b - 1}")
             self.layers = (a, b)
         lo, hi = (float(x) for x in self.default_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi and max(-lo, hi) <= MAX_RANGE):
+            raise DirectionError(f"direction {self.name!r}: slider range {lo:g} to {hi:g} is not an increasing "
+                                 f"pair of numbers within ±{MAX_RANGE:g}")
         self.default_range = (lo, hi)
 
     @property
@@ -372,7 +379,11 @@ def load_ganspace_npz(path: str | Path, *, w_dim: int, num_ws: int | None = None
     path = Path(path)
     try:
         _check_unpacked_size(path)
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DirectionError("is a single .npy array, not an .npz archive; an InterFaceGAN boundary "
+                                 "loads when the file is named .npy", path=path)
+        with z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise DirectionError("no such file", path=path) from None
@@ -385,7 +396,9 @@ def load_ganspace_npz(path: str | Path, *, w_dim: int, num_ws: int | None = None
         raise DirectionError(f"no 'lat_comp' or 'act_comp' array (found {sorted(arrays)}); not a GANSpace file",
                              path=path)
     comp = np.asarray(arrays[key])
-    if comp.ndim < 2 or comp.dtype.kind not in "fiu":
+    if comp.dtype.kind not in "fiu":
+        raise DirectionError(f"'{key}' holds {comp.dtype} values; expected real numbers (float32)", path=path)
+    if comp.ndim < 2:
         raise DirectionError(f"'{key}' has shape {list(comp.shape)}; expected [k, 1, w_dim]", path=path)
     per = int(np.prod(comp.shape[1:]))
     if per != w_dim:
@@ -400,7 +413,11 @@ def load_ganspace_npz(path: str | Path, *, w_dim: int, num_ws: int | None = None
         names = arrays.get("names")
         names = None if names is None else [str(n) for n in np.asarray(names).reshape(-1)]
         spans = arrays.get("layers")
-        spans = None if spans is None else np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        if spans is not None:
+            spans = np.asarray(spans)
+            if spans.dtype.kind == "f" and not np.isfinite(spans).all():
+                raise ValueError("'layers' holds NaN or infinite values")
+            spans = spans.astype(np.int64).reshape(-1, 2)
     except (TypeError, ValueError, OverflowError) as e:  # names / layers / stdev of the wrong dtype or shape
         raise DirectionError(f"malformed 'names', 'layers' or stdev array ({e})", path=path) from None
     out = []
@@ -462,6 +479,9 @@ def load_directions(path: str | Path, *, w_dim: int, num_ws: int | None = None,
                     layers: tuple[int, int] | None = None) -> list[Direction]:
     """Any direction file by suffix: ``.npy`` (InterFaceGAN boundary) or ``.npz`` (GANSpace components)."""
     suffix = Path(path).suffix.lower()
+    special = not_a_regular_file(path)
+    if special:
+        raise DirectionError(special, path=path)
     if suffix == ".npy":
         return [load_interfacegan_npy(path, w_dim=w_dim, num_ws=num_ws, layers=layers)]
     if suffix == ".npz":
@@ -536,8 +556,8 @@ def load_pack_directions(bundle_or_path) -> list[Direction]:
         raise DirectionError("this model lists directions but is not a pack folder; its direction files cannot be found")
     try:
         w_dim, num_ws = int(man["w_dim"]), int(man["num_ws"])
-    except (KeyError, TypeError, ValueError):
-        raise DirectionError("the pack's manifest has no w_dim / num_ws", path=root) from None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise DirectionError("the pack's manifest has no valid w_dim / num_ws", path=root) from None
     loaded: dict[str, list[Direction]] = {}
     hashes: dict[str, str] = {}
     out = []

@@ -9,8 +9,24 @@ JSON and NumPy helpers below build the bytes in memory first). The exceptions ar
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+
+def not_a_regular_file(path: str | Path) -> str | None:
+    """Why ``path`` (which exists) cannot be read as a file - a pipe (opening one blocks until
+    something writes to it), a device or a socket - or None for a regular file, a folder or a path
+    that is missing (the caller's own open reports those)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return f"is {kind}, not a file; give the file itself"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

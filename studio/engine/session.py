@@ -27,13 +27,14 @@ import zlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from studio import __version__
 from studio.core.directions import Direction
 from studio.core.errors import DirectionError, ProjectError, StudioError
-from studio.core.fileio import atomic_write_bytes
+from studio.core.fileio import atomic_write_bytes, not_a_regular_file
 from studio.core.latent import GROUPS, apply_direction, as_wplus, truncate_rows
 from studio.core.lazy import torch
 from studio.engine.mixing import StyleMixer, _check_per_layer
@@ -181,10 +182,17 @@ class Command:
         raise NotImplementedError
 
 
+#: Largest |value| an edit takes: far past anything useful (sliders span a few units), and small
+#: enough that float32 arithmetic on W+ rows cannot overflow to inf / NaN.
+LIMITS = {"direction amount": 1000.0, "truncation psi": 100.0, "mixing strength": 100.0}
+
+
 def _finite(x: float, what: str) -> float:
     x = float(x)
-    if not math.isfinite(x):
-        raise StudioError(f"{what} must be a finite number, got {x}")
+    limit = LIMITS.get(what, math.inf)
+    if not math.isfinite(x) or abs(x) > limit:
+        raise StudioError(f"{what} must be a finite number{f' within ±{limit:g}' if limit < math.inf else ''}, "
+                          f"got {x}")
     return x
 
 
@@ -220,6 +228,29 @@ class AddDirection(Command):
 
     def undo(self, state):
         state.directions.pop(state.index_of(self.applied.direction.name))
+
+
+class AddDirections(Command):
+    """Several directions (e.g. a GANSpace file's components) as one undo step, one change signal."""
+
+    def __init__(self, directions, text: str | None = None):
+        self.parts = [AddDirection(d) for d in directions]
+        self.text = text or f"add {len(self.parts)} directions"
+
+    def do(self, state):
+        done = []
+        try:
+            for part in self.parts:
+                part.do(state)
+                done.append(part)
+        except Exception:
+            for part in reversed(done):  # all or nothing
+                part.undo(state)
+            raise
+
+    def undo(self, state):
+        for part in reversed(self.parts):
+            part.undo(state)
 
 
 class RemoveDirection(Command):
@@ -523,6 +554,10 @@ class EditSession:
     def add_direction(self, direction: Direction, alpha: float = 0.0) -> None:
         self.execute(AddDirection(direction, alpha))
 
+    def add_directions(self, directions, text: str | None = None) -> None:
+        """Add several directions at once: one undo step."""
+        self.execute(AddDirections(directions, text))
+
     def remove_direction(self, name: str) -> None:
         self.execute(RemoveDirection(name))
 
@@ -651,7 +686,23 @@ class EditSession:
     def load(cls, path: str | Path, *, model: ModelIdentity | None = None) -> EditSession:
         """Reopen a project. With ``model`` (the loaded generator's identity) a project made with a
         different model is refused; the session's ``model`` is then the loaded one."""
-        path = Path(path)
+        meta, arrays = cls._read(Path(path), arrays=True)
+        return cls._from_parts(meta, arrays, model=model, path=path)
+
+    @classmethod
+    def read_meta(cls, path: str | Path) -> dict:
+        """A project's ``project.json`` only (with the checks :meth:`load` makes); :class:`ProjectError`
+        if it cannot be read."""
+        meta = cls._read(Path(path), arrays=False)[0]
+        if not isinstance(meta, dict):
+            raise ProjectError("not a StyleStudio project (project.json is not an object)", path=path)
+        return meta
+
+    @staticmethod
+    def _read(path: Path, *, arrays: bool) -> tuple[Any, dict]:
+        special = not_a_regular_file(path)
+        if special:
+            raise ProjectError(special, path=path)
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
@@ -660,7 +711,7 @@ class EditSession:
                 if any(i.file_size > MAX_PROJECT_MEMBER_BYTES for i in zf.infolist()):
                     raise ProjectError("a member of the project is implausibly large (damaged file?)", path=path)
                 meta = json.loads(zf.read("project.json"))
-                arrays = {n[:-4]: _read_npy(zf, n, path) for n in names if n.endswith(".npy")}
+                return meta, ({n[:-4]: _read_npy(zf, n, path) for n in names if n.endswith(".npy")} if arrays else {})
         except ProjectError:
             raise
         except FileNotFoundError:
@@ -670,7 +721,6 @@ class EditSession:
         except (OSError, ValueError, RecursionError, EOFError, RuntimeError, NotImplementedError, zlib.error) as e:
             # JSON errors, encrypted members, unknown compression methods, corrupt deflate data
             raise ProjectError(f"cannot read the project: {type(e).__name__}: {str(e)[:200]}", path=path) from None
-        return cls._from_parts(meta, arrays, model=model, path=path)
 
     @classmethod
     def _from_parts(cls, meta: dict, arrays: dict, *, model: ModelIdentity | None, path) -> EditSession:
@@ -699,9 +749,12 @@ class EditSession:
             if mix.get("has_reference") and (ref is None or ref.shape != (num_ws, w_dim)):
                 raise ProjectError(f"reference.npy missing or not [{num_ws}, {w_dim}]", path=path)
             per = mix.get("per_layer")
-            st.mixer = StyleMixer(num_ws, ref if mix.get("has_reference") else None, dict(mix.get("strengths") or {}),
-                                  None if per is None else np.asarray(per, dtype=np.float64))
-            st.psi = float(meta.get("psi", 1.0))
+            strengths = {str(k): _finite(v, "mixing strength") for k, v in dict(mix.get("strengths") or {}).items()}
+            per = None if per is None else np.asarray(per, dtype=np.float64)
+            if per is not None and not (np.isfinite(per).all() and np.abs(per).max(initial=0) <= LIMITS["mixing strength"]):
+                raise ProjectError("the per-row mixing strengths are not finite numbers", path=path)
+            st.mixer = StyleMixer(num_ws, ref if mix.get("has_reference") else None, strengths, per)
+            st.psi = _finite(meta.get("psi", 1.0), "truncation psi")
             st.cutoff = None if meta.get("cutoff") is None else int(meta["cutoff"])
             entries = meta.get("directions") or []
             vecs = arrays.get("directions")
@@ -710,7 +763,7 @@ class EditSession:
             for d, v in zip(entries, vecs if entries else []):
                 direction = Direction.from_json(d, v)
                 direction.check_fits(w_dim, num_ws)
-                st.directions.append(AppliedDirection(direction, float(d.get("alpha", 0.0))))
+                st.directions.append(AppliedDirection(direction, _finite(d.get("alpha", 0.0), "direction amount")))
             if st.psi != 1 and sess.w_avg is None:
                 raise ProjectError("the project uses truncation but stores no w_avg", path=path)
         except ProjectError:

@@ -71,6 +71,8 @@ MODEL_FILTER = "Models (*.pkl *.pt *.pth *.safetensors manifest.json)"
 PROJECT_FILTER = "StyleStudio projects (*.stylestudio)"
 DIRECTION_FILTER = "Directions (*.npy *.npz)"
 PSI_STEPS = 100
+#: Most sliders one direction file adds (a GANSpace file may hold thousands of components).
+MAX_FILE_DIRECTIONS = 50
 MAX_RECENT = 8
 REFINE_STEPS = 60
 AUTOSAVE_DELAY_MS = 1000      # autosave this long after the last change...
@@ -744,7 +746,8 @@ class MainWindow(QMainWindow):
         if self.session is not None:
             taken |= {ad.direction.name for ad in self.session.directions}
         added = []
-        for d in found:
+        skipped = max(len(found) - MAX_FILE_DIRECTIONS, 0)
+        for d in found[:MAX_FILE_DIRECTIONS]:  # a GANSpace file lists its components strongest first
             name, k = d.name, 2
             while name in taken:
                 name, k = f"{d.name} ({k})", k + 1
@@ -754,11 +757,14 @@ class MainWindow(QMainWindow):
             added.append(d)
         self.model.directions = list(self.model.directions) + added
         if self.session is not None:
-            for d in added:
-                self.session.add_direction(d)
+            self.session.add_directions(added, f"add directions from {Path(path).name}")
         else:
             self._build_sliders()
         self.statusBar().showMessage(f"Added {len(added)} direction(s) from {Path(path).name}", 6000)
+        if skipped:
+            self.show_message("info", "Directions added",
+                              f"{Path(path).name} has {len(found)} components; the first {MAX_FILE_DIRECTIONS} "
+                              f"(the strongest, in a GANSpace file) were added as sliders and {skipped} were left out.")
         self.directions_loaded.emit(len(added))
 
     # -- photo

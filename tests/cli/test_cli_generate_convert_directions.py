@@ -67,6 +67,7 @@ def _err(capsys) -> str:
     (["--seeds", "1,5000000000"], "5000000000 is out of range"),
     (["--psi", "nan"], "--psi must be a finite number"),
     (["--psi", "inf"], "--psi must be a finite number"),
+    (["--psi", "1e300"], "--psi must be a finite number within"),
     (["--cutoff", "-3"], f"--cutoff must be in 1-{NUM_WS}"),
     (["--cutoff", "0"], f"--cutoff must be in 1-{NUM_WS}"),
     (["--cutoff", "100"], f"--cutoff must be in 1-{NUM_WS}"),

@@ -331,6 +331,29 @@ def test_ffhq_1024_profile_keeps_supersampling_ratio():
     assert b.image.shape == (1024, 1024, 3) and b.transform.transform_size == 4096
 
 
+@pytest.mark.parametrize("bad, match", [
+    ({"output_size": 60000, "transform_size": 60000}, "output_size must be 8 to 8192"),
+    ({"output_size": 64, "transform_size": 200000}, "transform_size must be at most 16384"),
+    ({"zoom": 1e12}, "zoom must be a number in"),
+    ({"eye_scale": 1e9}, "eye_scale"),
+])
+def test_absurd_profiles_are_refused(bad, match):
+    """A pack or --profile cannot make the aligner allocate gigabytes (a 60000-px transform is ~10 GB)."""
+    with pytest.raises(AlignmentProfileError, match=match):
+        AlignmentProfile.from_dict(bad)
+    lm = _fake_landmarks((170, 160), (230, 160), (178, 230), (222, 230))
+    with pytest.raises(ValueError, match="at most"):
+        align_face(_gradient_photo(400, 360), lm, FFHQ, output_size=64, transform_size=100000)
+
+
+def test_a_crop_many_times_the_photo_still_aligns():
+    """A large (allowed) zoom on a small photo shrinks it below 1 px in the official recipe: the
+    result is a padded, blurry crop, not PIL's 'height and width must be > 0'."""
+    lm = _fake_landmarks((17, 16), (23, 16), (18, 23), (22, 23))
+    a = align_face(_gradient_photo(40, 36), lm, AlignmentProfile(name="far", output_size=16, zoom=100))
+    assert a.image.shape == (16, 16, 3)
+
+
 def test_degenerate_landmarks_and_no_face():
     img = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(NoFaceError, match="degenerate"):

@@ -188,12 +188,29 @@ def test_project_zip_headers(tmp_path, patch):
         EditSession.load(_project(tmp_path, blob))
 
 
+def _set_direction_field(key, value):
+    def edit(meta):
+        meta["directions"][0][key] = value
+    return edit
+
+
 @pytest.mark.parametrize("edit", [
     {"version": "x"}, {"version": [1]}, {"mix": 5}, {"directions": [5]}, {"cutoff": 1e400},
+    # QA, session 25: these opened and then broke the window half-way (OverflowError in a slider,
+    # psi 1e300 overflowing float32) or left a NaN amount / an infinite slider range in the session
+    {"psi": 1e300}, {"psi": float("nan")}, {"psi": float("inf")},
+    _set_direction_field("alpha", 1e30), _set_direction_field("alpha", float("nan")),
+    _set_direction_field("default_range", [float("-inf"), float("inf")]),
+    _set_direction_field("default_range", [float("nan"), 1.0]),
+    {"mix": {"has_reference": True, "strengths": {"coarse": float("nan")}}},
 ])
 def test_project_json_values(tmp_path, edit):
     members = [(i.filename, b) for i, b in seeds.zip_members(seeds.project_seed())]
-    meta = dict(json.loads(dict(members)["project.json"]), **edit)
+    meta = json.loads(dict(members)["project.json"])
+    if callable(edit):
+        edit(meta)
+    else:
+        meta.update(edit)
     blob = zip_build([(n, json.dumps(meta).encode() if n == "project.json" else b) for n, b in members])
     with pytest.raises(ProjectError):
         EditSession.load(_project(tmp_path, blob))
@@ -286,3 +303,23 @@ def test_huge_blur_kernel_is_not_printed(tmp_path):
     with pytest.raises(CheckpointError, match="blur kernel of shape"):
         load_checkpoint(path)
     assert time.perf_counter() - t0 < 5
+
+
+# ----------------------------------------------------------------------------
+# Special files (QA, session 25): opening a FIFO blocks until something writes to it
+
+
+@pytest.mark.parametrize("suffix, load, error", [
+    (".pt", load_checkpoint, CheckpointError),
+    (".stylestudio", EditSession.load, ProjectError),
+    (".npy", lambda p: load_directions(p, w_dim=seeds.W_DIM), DirectionError),
+])
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path, suffix, load, error):
+    import os
+
+    fifo = tmp_path / f"model{suffix}"
+    os.mkfifo(fifo)
+    t = time.time()
+    with pytest.raises(error, match="named pipe"):
+        load(fifo)
+    assert time.time() - t < 5

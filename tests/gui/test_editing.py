@@ -162,6 +162,25 @@ def test_load_direction_files(qtbot, window, tmp_path):
     assert "glasses (2)" not in win._sliders and "glasses" in win._sliders
 
 
+def test_a_direction_file_with_thousands_of_components_adds_a_capped_batch(qtbot, window, tmp_path):
+    """A GANSpace file of 3000 components used to add 3000 sliders one by one (minutes, then out of
+    memory); it adds the strongest MAX_FILE_DIRECTIONS as one undo step and says so."""
+    from studio.gui.main_window import MAX_FILE_DIRECTIONS
+
+    win = window
+    _random_face(qtbot, win)
+    many = tmp_path / "many.npz"
+    np.savez(many, lat_comp=np.random.default_rng(1).standard_normal((3000, 1, 32)).astype(np.float32))
+    n = len(win.session.directions)
+    with qtbot.waitSignal(win.message_shown, timeout=30000) as sig:
+        win.load_directions(many)
+    assert sig.args[0] == "info" and "3000 components" in sig.args[2] and "2950 were left out" in sig.args[2]
+    assert len(win.session.directions) == n + MAX_FILE_DIRECTIONS
+    assert [ad.direction.name for ad in win.session.directions[n:n + 2]] == ["pc0", "pc1"]
+    _final(qtbot, win, win.undo_action.trigger)   # one step removes the whole file
+    assert len(win.session.directions) == n and "pc0" not in win._sliders
+
+
 # ----------------------------------------------------------------------------
 # Projects, export, clipboard
 

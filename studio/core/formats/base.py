@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from studio.core.errors import CheckpointError
+from studio.core.fileio import not_a_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,22 @@ def build_network(path, what: str, factory):
                                     f"({type(e).__name__}: {detail})") from None
 
 
+def _torch_detail(text: str) -> str:
+    """The line of torch's weights-only error that says what went wrong (its message is mostly a
+    paragraph about the PyTorch 2.6 default change), else its first line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for ln in lines:
+        if "unsupported global" in ln.lower() or ln.startswith(("Unsupported operand", "Trying to load")):
+            return ln
+    for i, ln in enumerate(lines):
+        if ln.endswith("WeightsUnpickler error:") and i + 1 < len(lines):
+            return lines[i + 1]
+    return lines[0] if lines else ""
+
+
 def _load_error(path, exc: BaseException) -> CheckpointError:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower() or "Unsupported global" in str(exc):
+    msg = _torch_detail(str(exc)) or type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError) and "global" in msg.lower():
         return CheckpointError(
             path,
             "the file contains Python objects that a plain weights file never needs, so it was not "
@@ -183,6 +197,9 @@ def safe_torch_load(path: str | Path) -> Any:
 
 def _sniff(path: Path) -> str:
     """Cheap content-based guess: 'safetensors', 'manifest', 'torch-zip', 'pickle' or 'unknown'."""
+    special = not_a_regular_file(path)
+    if special:
+        raise CheckpointError(path, special)
     try:
         with open(path, "rb") as f:
             head = f.read(64)

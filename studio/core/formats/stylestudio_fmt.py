@@ -226,7 +226,10 @@ def _check_manifest(path, man: Any) -> None:
     if not isinstance(man, dict) or man.get("format") != FORMAT_NAME:
         raise CheckpointError(path, f"not a StyleStudio manifest (expected \"format\": \"{FORMAT_NAME}\")")
     v = man.get("format_version")
-    if not isinstance(v, int) or v > FORMAT_VERSION:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise CheckpointError(path, f"manifest format_version {v!r} is not a version number (a whole number "
+                                    f"such as {FORMAT_VERSION}); the manifest is damaged")
+    if v > FORMAT_VERSION:
         raise CheckpointError(path, f"manifest format_version {v!r} is newer than this StyleStudio "
                                     f"understands ({FORMAT_VERSION}); update StyleStudio")
     if not isinstance(man.get("networks"), dict) or not man["networks"]:

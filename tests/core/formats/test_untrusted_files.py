@@ -176,6 +176,16 @@ def test_malicious_torch_zip_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_a_pickle_that_is_merely_corrupt_is_not_called_unsafe(tmp_path):
+    """Bytes after a pickle header that the weights-only unpickler cannot parse are a damaged file, not
+    a file that 'could run code'; the message is torch's one relevant line, not its paragraph."""
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"\x80\x04" + bytes(range(149, 255)) * 4)
+    with pytest.raises(CheckpointError, match=r"truncated or corrupt\?\): Unsupported operand") as e:
+        load_checkpoint(path)
+    assert "could run code" not in str(e.value) and "PyTorch 2.6" not in str(e.value)
+
+
 # ----------------------------------------------------------------------------
 # Truncated, random and wrong files
 
