@@ -100,5 +100,9 @@ class AdaptiveP:
         return {"p": self.p, "acc": self._acc, "count": self._count, "last_rt": self.last_rt}
 
     def load_state_dict(self, d: dict) -> None:
-        self.p, self._acc, self._count = float(d["p"]), float(d["acc"]), int(d["count"])
+        # A fixed p (--augment diffaugment: 1, none: 0) is the run's setting, not state: a run that
+        # continues a snapshot made with another --augment keeps its own p.
+        if not self.fixed:
+            self.p = float(d["p"])
+        self._acc, self._count = float(d["acc"]), int(d["count"])
         self.last_rt = float(d.get("last_rt", 0.0))

@@ -107,3 +107,14 @@ def test_adaptive_p_moves_towards_target():
     ada2 = AdaptiveP()
     ada2.load_state_dict(st)
     assert ada2.p == ada.p
+
+
+def test_a_fixed_p_survives_loading_another_runs_state():
+    """--augment diffaugment continuing a snapshot trained with ADA at p = 0 (the pack's generator) used
+    to load p = 0 and train without any augmentation."""
+    always = AdaptiveP(p=1.0, fixed=True)
+    always.load_state_dict(AdaptiveP(p=0.0).state_dict())
+    assert always.p == 1.0
+    never = AdaptiveP(p=0.0, fixed=True)
+    never.load_state_dict(AdaptiveP(p=0.7).state_dict())
+    assert never.p == 0.0
