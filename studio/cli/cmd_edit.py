@@ -257,6 +257,9 @@ class DirectionLibrary:
         from studio.core.directions import load_directions
 
         for d in load_directions(path, w_dim=self.G.w_dim, num_ws=self.G.num_ws):
+            if d.name in self.named:
+                log.warning("%s: its direction %r replaces the one loaded before under that name (--direction "
+                            "%s=... uses the one from this file)", path, d.name, d.name)
             self.named[d.name] = d
 
     def get(self, name: str):

@@ -259,7 +259,10 @@ def _instantiate(path, name: str, entry: dict, tensors: dict[str, torch.Tensor])
         net = build(cls_name, config)
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError) as e:
+    except KeyError as e:
+        raise CheckpointError(path, f"network {name!r}: the manifest entry has no {e} (it needs \"class\" and "
+                                    f"\"config\"); the manifest is damaged") from None
+    except (TypeError, ValueError) as e:
         raise CheckpointError(path, f"network {name!r}: cannot build it from the manifest ({e})") from None
     except Exception as e:  # noqa: BLE001 - odd config values (OverflowError, MemoryError, ...)
         raise CheckpointError(path, f"network {name!r}: cannot build it from the manifest "
