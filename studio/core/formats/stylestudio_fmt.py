@@ -252,6 +252,10 @@ def read_manifest(path: str | Path) -> dict:
 
 
 def _instantiate(path, name: str, entry: dict, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+    missing = [k for k in ("class", "config") if k not in entry]
+    if missing:
+        raise CheckpointError(path, f"network {name!r}: the manifest entry has no {missing[0]!r} (it needs \"class\" "
+                                    f"and \"config\"); the manifest is damaged")
     try:
         cls_name, config = str(entry["class"]), dict(entry["config"])
         if cls_name in ("Generator", "Discriminator"):  # refuse absurd sizes before allocating them
@@ -259,10 +263,7 @@ def _instantiate(path, name: str, entry: dict, tensors: dict[str, torch.Tensor])
         net = build(cls_name, config)
     except CheckpointError:
         raise
-    except KeyError as e:
-        raise CheckpointError(path, f"network {name!r}: the manifest entry has no {e} (it needs \"class\" and "
-                                    f"\"config\"); the manifest is damaged") from None
-    except (TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(path, f"network {name!r}: cannot build it from the manifest ({e})") from None
     except Exception as e:  # noqa: BLE001 - odd config values (OverflowError, MemoryError, ...)
         raise CheckpointError(path, f"network {name!r}: cannot build it from the manifest "
