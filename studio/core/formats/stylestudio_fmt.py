@@ -252,6 +252,8 @@ def read_manifest(path: str | Path) -> dict:
 
 
 def _instantiate(path, name: str, entry: dict, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+    if not isinstance(entry, dict):
+        raise CheckpointError(path, f"network {name!r}: the manifest entry is not an object; the manifest is damaged")
     missing = [k for k in ("class", "config") if k not in entry]
     if missing:
         raise CheckpointError(path, f"network {name!r}: the manifest entry has no {missing[0]!r} (it needs \"class\" "
