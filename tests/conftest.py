@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("STYLESTUDIO_RUNS_DIR", os.path.join(__import__("tempfile").gettempdir(), "stylestudio-test-runs"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STYLESTUDIO_SHARED", REPO.parent / "shared"))

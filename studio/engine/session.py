@@ -290,7 +290,7 @@ class SetMixStrength(Command):
         if group not in GROUPS:
             raise StudioError(f"unknown layer group {group!r}; use one of {', '.join(GROUPS)}")
         self.group, self.new, self.old = group, _finite(value, "mixing strength"), None
-        self.text = f"mix {group} = {self.new:.2f}"
+        self.text = f"{group} mixing = {self.new:.2f}"
         self.merge_key = ("mix", group)
 
     def do(self, state):
@@ -314,7 +314,7 @@ class SetLayerStrengths(Command):
     def __init__(self, values):
         self.new = None if values is None else np.asarray(values, dtype=np.float64).copy()
         self.old = None
-        self.text = "per-layer mixing" if values is not None else "group mixing"
+        self.text = "per-row mixing strengths" if values is not None else "back to coarse / medium / fine mixing"
         self.merge_key = ("mix-layers",)
 
     def do(self, state):
@@ -356,7 +356,7 @@ class SetTruncation(Command):
     def __init__(self, psi: float, cutoff: int | None = None):
         self.new = (_finite(psi, "truncation psi"), None if cutoff is None else int(cutoff))
         self.old = None
-        self.text = f"truncation psi = {self.new[0]:.2f}"
+        self.text = f"truncation ψ = {self.new[0]:.2f}"
         self.merge_key = ("psi",)
 
     def do(self, state):

@@ -555,6 +555,9 @@ _COMMON_TAIL = (
 )
 
 _RUNS = "folder the numbered run directory is created in"
+#: Where the training window puts runs by default: an absolute folder, not one relative to wherever
+#: the app was started from (``STYLESTUDIO_RUNS_DIR`` overrides it).
+DEFAULT_RUNS = Path(os.environ.get("STYLESTUDIO_RUNS_DIR") or Path.home() / "StyleStudio" / "runs")
 
 TRAINERS: dict[str, TrainerSpec] = {
     "encoder": TrainerSpec("encoder", "trainers.encoder", "Encoder (pSp / e4e / E2Style / SAE)", (
@@ -563,7 +566,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         _f("--model", "path", None, label="generator", tip="frozen generator checkpoint (empty: the default pack)"),
         _f("--data", "dir", None, tip="folder of aligned faces (empty: the generator's own samples)"),
         _f("--max-images", "int", None, tip="use at most this many images of --data"),
-        _f("--out", "dir", "runs", label="runs folder", tip=_RUNS),
+        _f("--out", "dir", str(DEFAULT_RUNS), label="runs folder", tip=_RUNS),
         _f("--size", "choice", "light", ("light", "official"),
            tip="light: a small ResNet at the generator's resolution; official: IR-SE-50 at 256 px"),
         _f("--width", "int", None, tip="light: channels of the first stage (default 32)"),
@@ -591,7 +594,7 @@ TRAINERS: dict[str, TrainerSpec] = {
     "gan": TrainerSpec("gan", "trainers.stylegan2", "Generator (StyleGAN2)", (
         _f("--data", "dir", None, tip="folder of face images"),
         _f("--max-images", "int", None, tip="use at most this many images of --data"),
-        _f("--out", "dir", "runs", label="runs folder", tip=_RUNS),
+        _f("--out", "dir", str(DEFAULT_RUNS), label="runs folder", tip=_RUNS),
         _f("--cfg", "choice", "cpu64", ("cpu64", "cpu64-wide", "cpu128", "gpu128", "tiny"), label="preset",
            tip="architecture preset: resolution, latent sizes, channels and batch"),
         _f("--d", "choice", None, ("projected", "residual"), label="discriminator",
@@ -617,7 +620,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         _f("--desc", "str", None, tip="run name suffix")), target="kimg"),
     "crg": TrainerSpec("crg", "trainers.crg", "CRG encoder", (
         _f("--model", "path", None, label="generator", tip="frozen generator checkpoint (empty: the default pack)"),
-        _f("--out", "dir", "runs", label="runs folder", tip=_RUNS),
+        _f("--out", "dir", str(DEFAULT_RUNS), label="runs folder", tip=_RUNS),
         _f("--space", "choice", None, ("z", "w"), tip="latent space the encoder predicts (default z, as the paper)"),
         _f("--size", "choice", None, ("small", "vgg19", "tiny"), tip="encoder size (vgg19: the paper's)"),
         _f("--batch", "int", None, tip="generated images per step (default 16)"),
@@ -630,7 +633,7 @@ TRAINERS: dict[str, TrainerSpec] = {
         _f("--generator", "path", None, label="teacher generator",
            tip="generator whose style mixes the student learns (empty: the default pack)"),
         _f("--data", "path", None, tip="triplet data set .npz (empty: rendered on the fly)"),
-        _f("--out", "dir", "runs", label="runs folder", tip=_RUNS),
+        _f("--out", "dir", str(DEFAULT_RUNS), label="runs folder", tip=_RUNS),
         _f("--group", "choice", None, ("medium", "fine"), tip="which style rows the student mixes (default medium)"),
         _f("--size", "choice", None, ("small", "paper", "tiny"), tip="student and discriminator size"),
         _f("--batch", "int", None, tip="triplets per step"),

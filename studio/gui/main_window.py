@@ -153,6 +153,9 @@ class MainWindow(QMainWindow):
         # Refine offered, only while they agree; a late inversion of an earlier face is dropped.
         self._face_token = 0
         self._source_token = 0
+        # (photo path, face index) the session's latent was inverted from; None for a random face, a
+        # project or a latent. The autosave records this photo, not whichever photo is open.
+        self._source_photo: tuple[str, int] | None = None
         self._sliders: dict[str, DirectionSlider] = {}
         self.invert_step = 0              # last progress step reported by the running inversion
         self._pending_open: str | None = None
@@ -695,6 +698,7 @@ class MainWindow(QMainWindow):
             tip = (f"{label}: {lo:+g} to {hi:+g} (W units), layers {a}-{b - 1}"
                    + (f"; from {d.meta['file']}" if d.meta.get("file") and d.meta.get("loaded_from_file") else ""))
             s = DirectionSlider(d.name, label, lo, hi, tip, num_ws=n, span=(a, b))
+            s.setEnabled(self._editable())
             s.moved.connect(self._amount_moved)
             s.released.connect(lambda _n: self._end_drag())
             s.span_changed.connect(self._span_changed)
@@ -927,6 +931,7 @@ class MainWindow(QMainWindow):
         """The canvas moves to a face whose latent the session holds (random face, project, recovery)."""
         self._face_token += 1
         self._source_token = self._face_token
+        self._source_photo = None
 
     def cancel_inversion(self) -> None:
         for job in (self._invert_job, self._refine_job):
@@ -1018,6 +1023,7 @@ class MainWindow(QMainWindow):
         self.progress.setValue(100)
         self.last_inversion = inv
         self._source_token = self._face_token  # the session's latent is now this face's
+        self._source_photo = None if self.photo is None else (str(Path(self.photo.path).resolve()), self.face_index)
         latent = inv.latent_wplus.numpy()
         if self.session is None or self.session.model != self.model.identity():
             self._set_session(self._new_session(latent))
@@ -1096,6 +1102,7 @@ class MainWindow(QMainWindow):
             lambda ctx: ws_ops.read_photo(path, ctx=ctx), name="reference photo", key="reference",
             on_done=self._reference_photo_read, on_error=self._reference_failed,
             on_cancelled=self._reference_cancelled)
+        self._update_actions()  # Esc cancels it
 
     def _reference_photo_read(self, photo: ws_ops.PhotoFaces) -> None:
         index = self._pick_face(photo)
@@ -1124,6 +1131,7 @@ class MainWindow(QMainWindow):
     def _reference_ready(self, latent, thumb, info: dict) -> None:
         self._reference_job = None
         self.mixing.set_busy(False)
+        self._update_actions()
         if self.session is None:
             return
         self._pending_ref = (thumb, info)  # shown by _show_reference when the session reports the change
@@ -1141,11 +1149,13 @@ class MainWindow(QMainWindow):
     def _reference_failed(self, e) -> None:
         self._reference_job = None
         self.mixing.set_busy(False)
+        self._update_actions()
         self.show_error("Cannot use this reference photo", e)
 
     def _reference_cancelled(self) -> None:
         self._reference_job = None
         self.mixing.set_busy(False)
+        self._update_actions()
         self.statusBar().showMessage("Reference cancelled", 3000)
 
     def cancel_reference(self) -> None:
@@ -1389,19 +1399,28 @@ class MainWindow(QMainWindow):
         if self.session is not None:
             self.session.reset_directions()
 
+    def _editable(self) -> bool:
+        """Whether the edit controls act on what the canvas shows: a session exists and, with a photo
+        open, its latent is of that photo's face (a newly opened face is edited once inverted)."""
+        return self.session is not None and (self.aligned is None or self._edits_this_face())
+
     def _update_actions(self) -> None:
         s = self.session
-        self.undo_action.setEnabled(bool(s and s.can_undo))
-        self.redo_action.setEnabled(bool(s and s.can_redo))
+        editable = self._editable()
+        self.undo_action.setEnabled(bool(editable and s.can_undo))
+        self.redo_action.setEnabled(bool(editable and s.can_redo))
         self.undo_action.setText(f"&Undo {s.undo_text}" if s and s.can_undo else "&Undo")
         self.redo_action.setText(f"&Redo {s.redo_text}" if s and s.can_redo else "&Redo")
         has = s is not None
         self.save_action.setEnabled(has)
         self.export_aligned_action.setEnabled(has and self.edit_image is not None)
         self.export_photo_action.setEnabled(has and self.photo is not None and self.pasted_image is not None)
-        self.reset_button.setEnabled(has)
-        self.reset_dirs_button.setEnabled(has)
-        self.reset_dirs_action.setEnabled(has)
+        self.reset_button.setEnabled(editable)
+        self.reset_dirs_button.setEnabled(editable)
+        self.reset_dirs_action.setEnabled(editable)
+        self.psi_slider.setEnabled(editable)
+        for slider in self._sliders.values():
+            slider.setEnabled(editable)
         idle = self._invert_job is None and self._refine_job is None
         self.invert_button.setEnabled(self.aligned is not None and idle)
         self.invert_action.setEnabled(self.aligned is not None and idle)
@@ -1409,13 +1428,14 @@ class MainWindow(QMainWindow):
         self.refine_button.setEnabled(refinable)
         self.refine_action.setEnabled(refinable)
         self.cancel_button.setEnabled(not idle)
+        self.cancel_action.setEnabled(not idle or self._reference_job is not None)
         self.choose_face_action.setEnabled(self.photo is not None and len(self.photo.faces) > 1 and idle)
         self.random_button.setEnabled(self.model is not None)
         self.load_dirs_button.setEnabled(self.model is not None)
         self.load_dirs_action.setEnabled(self.model is not None)
         self.copy_action.setEnabled(self.edit_image is not None or self.pasted_image is not None)
         self.mixing.setEnabled(self.model is not None)
-        self.mixing.set_parts(has)
+        self.mixing.set_parts(editable)
         m = self.model
         if m is None or (m.student is None and m.student_problem is None):
             self.mixing.set_fast_mix(None, "This model has no distilled mixing student")
@@ -1492,10 +1512,10 @@ class MainWindow(QMainWindow):
         before = self.show_original.isChecked()
         aligned = None if self.aligned is None else self.aligned.image
         photo = None if self.photo is None else self.photo.image
-        if before or self.edit_image is None:
-            self.edit_view.set_array(aligned if (before or self.session is None) else self.edit_image)
-        else:
-            self.edit_view.set_array(self.edit_image)
+        # the aligned face until its own edit is rendered (a newly opened face shows itself, not a blank)
+        own_edit = self.edit_image is not None and self.session is not None and (
+            self.aligned is None or self._edits_this_face())
+        self.edit_view.set_array(self.edit_image if own_edit and not before else aligned)
         if before or self.pasted_image is None:
             self.photo_view.set_array(photo)
         else:
@@ -1651,8 +1671,8 @@ class MainWindow(QMainWindow):
         t0 = time.perf_counter()
         snap = copy.copy(self.session)         # the state is copied; directions are immutable values
         snap.state, snap.listeners = self.session.state.copy(), []
-        model_path, face = self.model.path, self.face_index
-        photo = None if self.photo is None else str(Path(self.photo.path).resolve())
+        model_path = self.model.path
+        photo, face = self._source_photo or (None, 0)  # the photo whose face this latent is, if any
 
         def build() -> bytes:
             return recovery.recovery_bytes(snap.to_project_bytes(), model_path=model_path, photo=photo, face=face)
@@ -1757,6 +1777,7 @@ class MainWindow(QMainWindow):
                     self._new_source_face()  # the recovered latent is of this photo's face
                     self.photo, self.aligned = r
                     self.face_index = index
+                    self._source_photo = (str(Path(self.photo.path).resolve()), index)
                     self._refresh_canvas()
                     self._update_actions()
                     self.request_render()  # the final frame pastes the edit into the photo

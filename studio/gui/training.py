@@ -584,7 +584,7 @@ class TrainingWindow(QMainWindow):
             self.show_message("error", "Cannot start the trainer", str(e))
             return False
         opts = self.options()
-        self._out_dir = Path(opts.get("out") or "runs").expanduser().resolve()
+        self._out_dir = Path(opts.get("out") or tr.DEFAULT_RUNS).expanduser().resolve()
         self._out_before = {p.name for p in self._out_dir.iterdir()} if self._out_dir.is_dir() else set()
         self._launched_trainer = self.trainer
         self.detach()
@@ -698,7 +698,7 @@ class TrainingWindow(QMainWindow):
     # -- run directories ------------------------------------------------------------------------
 
     def attach_dialog(self) -> None:
-        d = QFileDialog.getExistingDirectory(self, "Attach to a run directory", str(self._out_dir or "runs"))
+        d = QFileDialog.getExistingDirectory(self, "Attach to a run directory", str(self._out_dir or tr.DEFAULT_RUNS))
         if d:
             self.attach(d)
 
@@ -835,6 +835,7 @@ class TrainingWindow(QMainWindow):
         # Abortion panel.
         is_abort = m.num_stages > 1 or bool(m.checks)
         self.abort_box.setEnabled(is_abort)
+        self.abort_box.setVisible(is_abort or m.trainer in (None, "encoder"))  # not for GAN / CRG / distill runs
         mode = m.abort_mode or "–"
         self.abort_box.setTitle(f"Abortion progress  (mode {mode}, {m.num_stages} stages, "
                                 f"{m.active_stages} active, {len(m.checks)} checks)" if is_abort

@@ -231,6 +231,19 @@ def test_a_new_photo_is_not_edited_with_the_previous_face(qtbot, window, monkeyp
     qtbot.wait(200)
     assert np.array_equal(win.session.state.source, first)           # nothing landed
     assert win.invert_action.isEnabled() and not win.refine_action.isEnabled()
+    # the canvas shows the new face (not a blank), and the edit controls, which would act on the
+    # previous face's latent, wait for this face's inversion (QA, session 25)
+    assert np.array_equal(win.edit_view.array, win.aligned.image)
+    assert not any(sl.isEnabled() for sl in win._sliders.values()) and not win.psi_slider.isEnabled()
+    assert not win.undo_action.isEnabled() and not win.reset_button.isEnabled()
+    assert not win.cancel_action.isEnabled() and win.save_action.isEnabled()
+    # the autosave keeps recording the photo this latent was inverted from, not the one now open
+    from studio.engine import recovery
+
+    if win.autosave_path is not None:
+        with qtbot.waitSignal(win.autosaved, timeout=30000):
+            assert win.autosave_now()
+        assert recovery.read_info(win.autosave_path).photo == str(PHOTO.resolve())
 
     # the previous face's latent is not pasted into this photo, nor shown over its face
     name, slider = next(iter(win._sliders.items()))
@@ -254,6 +267,7 @@ def test_a_new_photo_is_not_edited_with_the_previous_face(qtbot, window, monkeyp
         win.invert()                               # this face's own inversion: pasted and refinable
     assert not np.array_equal(win.session.state.source, first) and win.pasted_image is not None
     assert win.refine_action.isEnabled() and win.export_photo_action.isEnabled()
+    assert all(sl.isEnabled() for sl in win._sliders.values()) and win.psi_slider.isEnabled()
 
 
 def test_saving_a_project_where_it_cannot_be_written_says_what_to_do(qtbot, window, tmp_path):
