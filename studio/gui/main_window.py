@@ -368,7 +368,7 @@ class MainWindow(QMainWindow):
         self.export_photo_action = self._action(f, "&Export photo…", self.export_photo, "Ctrl+E",
                                                 "Save the photo with the edited face pasted back (recipe in metadata)")
         self.export_aligned_action = self._action(f, "Export &aligned edit…", self.export_aligned, "Ctrl+Shift+E",
-                                                  "Save the edited aligned face (recipe in metadata)")
+                                                  "Save the edited aligned face at the model's resolution (recipe in metadata)")
         f.addSeparator()
         self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         e = mb.addMenu("&Edit")
@@ -429,7 +429,9 @@ class MainWindow(QMainWindow):
         else:
             log.error("unexpected error: %s", title, exc_info=exc)
             text = f"Unexpected error ({type(exc).__name__}: {exc}). Please report it."
-        self.statusBar().showMessage(f"{title}: {text}", 8000)
+        # the dialog holds the whole text; the status bar (beside the render timing) only its gist
+        first = text.splitlines()[0] if text else ""
+        self.statusBar().showMessage(f"{title}: {first[:90]}…" if len(first) > 90 else f"{title}: {first}", 8000)
         self.show_message("error", title, text)
 
     def ask_open_path(self, title: str, filters: str) -> str | None:
@@ -1239,7 +1241,8 @@ class MainWindow(QMainWindow):
         from studio.core.imageio import save_image
 
         self.io_jobs.submit(lambda ctx: save_image(path, img), name="export fast mix",
-                            on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
+                            on_done=lambda p: (self.statusBar().showMessage(
+                                f"Exported {p} ({img.shape[1]}×{img.shape[0]} px)", 5000),
                                                self.exported.emit(str(p))),
                             on_error=lambda e: self.show_error("Cannot export", e))
 
