@@ -1561,7 +1561,8 @@ class MainWindow(QMainWindow):
             path = Path(path).with_suffix(".png")
         recipe = self.recipe(what)
         self.io_jobs.submit(lambda ctx: ws_ops.save_with_recipe(path, img, recipe), name="export",
-                            on_done=lambda p: (self.statusBar().showMessage(f"Exported {p}", 5000),
+                            on_done=lambda p: (self.statusBar().showMessage(
+                                f"Exported {p} ({img.shape[1]}×{img.shape[0]} px)", 5000),
                                                self.exported.emit(str(p))),
                             on_error=lambda e: self.show_error("Cannot export", e))
 
