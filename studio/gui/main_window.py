@@ -1431,6 +1431,7 @@ class MainWindow(QMainWindow):
         self.refine_button.setEnabled(refinable)
         self.refine_action.setEnabled(refinable)
         self.cancel_button.setEnabled(not idle)
+        self.progress.setTextVisible(not idle)  # no stale "0%" / "100%" when nothing runs
         self.cancel_action.setEnabled(not idle or self._reference_job is not None)
         self.choose_face_action.setEnabled(self.photo is not None and len(self.photo.faces) > 1 and idle)
         self.random_button.setEnabled(self.model is not None)

@@ -508,7 +508,9 @@ class TrainingWindow(QMainWindow):
         self.saved_bar.setFormat("–")
         sv.addWidget(self.saved_bar)
         self.abort_table = QTableWidget(0, 3)
-        self.abort_table.setHorizontalHeaderLabels(["step", "dropped stage", "stages left"])
+        self.abort_table.setHorizontalHeaderLabels(["step", "dropped", "left"])
+        for col, tip in enumerate(("training step of the abort", "the stage dropped", "stages still active")):
+            self.abort_table.horizontalHeaderItem(col).setToolTip(tip)
         self.abort_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.abort_table.verticalHeader().setVisible(False)
         self.abort_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
