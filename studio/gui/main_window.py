@@ -452,7 +452,13 @@ class MainWindow(QMainWindow):
             return "No model loaded. Use File ▸ Open model… (StyleGAN2 .pkl/.pt, pSp/e4e .pt, StyleStudio packs)."
         params = sum(p.numel() for p in m.G.parameters())
         encs = ", ".join(sorted(m.encoders)) or "none (use optimisation)"
-        return (f"<h3>{Path(m.path).name}</h3><table cellspacing=3>"
+        from html import escape
+
+        pack = ((getattr(m.bundle, "meta", None) or {}).get("manifest") or {}).get("pack")
+        title = Path(m.path).name
+        if isinstance(pack, dict) and pack.get("name"):
+            title = str(pack["name"]) + (f" — {pack['description']}" if pack.get("description") else "")
+        return (f"<h3>{escape(title)}</h3><table cellspacing=3>"
                 f"<tr><td>file</td><td>{m.path}</td></tr>"
                 f"<tr><td>format</td><td>{m.format}</td></tr>"
                 f"<tr><td>resolution</td><td>{m.resolution} px</td></tr>"
