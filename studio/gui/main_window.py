@@ -1428,8 +1428,9 @@ class MainWindow(QMainWindow):
         self.reset_dirs_button.setEnabled(editable)
         self.reset_dirs_action.setEnabled(editable)
         self.psi_slider.setEnabled(editable)
-        for slider in self._sliders.values():
-            slider.setEnabled(editable)
+        if any(sl.isEnabled() != editable for sl in self._sliders.values()):  # runs on every slider step
+            for slider in self._sliders.values():
+                slider.setEnabled(editable)
         idle = self._invert_job is None and self._refine_job is None
         self.invert_button.setEnabled(self.aligned is not None and idle)
         self.invert_action.setEnabled(self.aligned is not None and idle)
