@@ -83,6 +83,8 @@ def pack_config(**kw) -> EncoderTrainConfig:
                              threads=1, device="cpu", abort="off", **DEFAULT_SCHEDULE)
     for k, v in kw.items():
         setattr(cfg, k, v)
+    if cfg.steps % cfg.log_every:  # the summary reads the last step's record: log it
+        cfg.log_every = 1
     return cfg
 
 

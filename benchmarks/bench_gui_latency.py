@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     app = QApplication.instance() or QApplication(["bench"])
-    win = MainWindow(model_path=args.model, settings=False)
+    win = MainWindow(model_path=args.model, settings=False, recovery_dir=False, recover="ignore")  # no autosave left behind, no modal recovery question
     win.resize(1280, 800)
     win.show()
     if not pump(app, lambda: win.model is not None, 120):

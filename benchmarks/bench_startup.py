@@ -45,7 +45,7 @@ from PySide6.QtWidgets import QApplication
 app = QApplication(sys.argv[:1])
 app.setApplicationName("StyleStudio")
 from studio.gui.main_window import MainWindow
-win = MainWindow(settings=False)
+win = MainWindow(settings=False, recovery_dir=False, recover="ignore")  # no autosave left behind, no modal recovery question
 win.show()
 QTimer.singleShot(0, lambda: mark("window"))
 edit = os.environ.get("BENCH_EDIT") == "1"

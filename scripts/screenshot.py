@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication(["stylestudio"])
     app.setApplicationName("StyleStudio")
-    win = MainWindow(model_path=args.model, settings=False)
+    win = MainWindow(model_path=args.model, settings=False, recovery_dir=False, recover="ignore")  # no autosave left behind, no modal recovery question
     win.resize(1400, 900)
     win.show()
     shots = []
