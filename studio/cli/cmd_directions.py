@@ -23,7 +23,9 @@ def register(sub) -> None:
         description="SeFa: closed form from the style (affine) weights of the chosen W+ rows. GANSpace: PCA "
                     "of sampled w. InterFaceGAN: a linear SVM on labelled latents (--latents, --labels).")
     p.add_argument("model", nargs="?", default=None, help="model file (default: the embedded pack)")
-    p.add_argument("--method", required=True, choices=["sefa", "ganspace", "interfacegan"])
+    p.add_argument("--method", required=True, choices=["sefa", "ganspace", "interfacegan"],
+                   help="sefa (closed form from the weights), ganspace (PCA of sampled w) or interfacegan "
+                        "(linear SVM on labelled latents)")
     p.add_argument("--k", type=int, default=10, help="number of directions (sefa, ganspace; default 10)")
     p.add_argument("--layers", default=None, metavar="ROWS",
                    help="W+ rows: coarse, medium, fine or A-B inclusive (sefa: rows factorised and edited; "

@@ -62,7 +62,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="edit.png", help="output image (default edit.png)")
     p.add_argument("--save-project", default=None, metavar="FILE.stylestudio", help="also save the edit as a project")
     p.add_argument("--save-latent", default=None, metavar="FILE.npy", help="also write the edited W+ [num_ws, w_dim]")
-    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
+    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
+                   help="per-pixel noise: const (the model's fixed maps, reproducible; default), random or none")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.set_defaults(func=run)
 

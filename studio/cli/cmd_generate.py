@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--seeds", default="0-7", help="seed list, e.g. '1-8' or '1,5,9' (default 0-7)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi (1 = none; default 0.7)")
     p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N W+ rows")
-    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
+    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
+                   help="per-pixel noise: const (the model's fixed maps, reproducible; default), random or none")
     p.add_argument("--out", default="out", help="output directory (default ./out)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
