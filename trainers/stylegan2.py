@@ -9,7 +9,8 @@ with style mixing (0.9) and G EMA, Adam (0, 0.99) with the lazy-regularisation c
 ``--d projected``, a discriminator on frozen ImageNet features with the hinge loss and no R1.
 A run directory holds config.json, log.txt, metrics.jsonl, TensorBoard events, sample grids,
 network snapshots in StyleStudio's format and one resume snapshot (resume.pt), all written
-atomically. SIGINT/SIGTERM write a snapshot before exiting.
+atomically; best.safetensors is the G_ema with the lowest in-run FD-VGG16 so far (and
+best-ema<K>.safetensors that of each --ema-extra-kimg average). SIGINT/SIGTERM write a snapshot before exiting.
 """
 
 from __future__ import annotations
@@ -363,6 +364,7 @@ class Trainer:
         self.step = 0
         self.cur_nimg = 0
         self.best_fd = math.inf
+        self.best_fd_extra: dict[str, float] = {}  # best FD of each longer average (best-ema<K>.safetensors)
         self.fd_history: list[dict] = []
         self.data = load_images(cfg.data, cfg.resolution, split="train", heldout_fraction=cfg.heldout_fraction,
                                 cache_dir=cfg.data_cache, max_images=cfg.max_images)
@@ -530,6 +532,7 @@ class Trainer:
             "cur_nimg": self.cur_nimg, "rng": self.gen.get_state(), "stream": self.stream.state_dict(),
             "best_fd": self.best_fd, "fd_history": json.dumps(self.fd_history),
             "G_ema_extra": {_ema_key(k): net.state_dict() for k, net in self.G_ema_extra.items()},
+            "best_fd_extra": json.dumps(self.best_fd_extra),
             "lr_decay_start_nimg": self.lr_decay_start_nimg,
         }
 
@@ -555,6 +558,7 @@ class Trainer:
         for k, net in self.G_ema_extra.items():  # one not in the snapshot starts from G_ema
             net.load_state_dict(saved.get(_ema_key(k), self.G_ema.state_dict()))
         self.lr_decay_start_nimg = st.get("lr_decay_start_nimg")
+        self.best_fd_extra = json.loads(st.get("best_fd_extra") or "{}")
 
     def _load_compact(self, path: Path) -> None:
         meta, nets = read_compact(path)
@@ -640,6 +644,8 @@ class Trainer:
                 idx = np.unique(np.linspace(0, len(held) - 1, n).round().astype(np.int64))
                 self.fd = FDEvaluator(held.batch(idx), device=self.device, weights_dir=self.cfg.lpips_dir)
             out.update(self.fd(self.G_ema))
+            for k, net in self.G_ema_extra.items():  # the longer averages too, each with its own best
+                out[f"fd_vgg16_{_ema_key(k)}"] = self.fd(net)["fd_vgg16"]
         if self.cfg.ppl_samples > 0:
             from studio.core.lpips import LPIPS
             from trainers.metrics import ppl_w
@@ -738,6 +744,13 @@ class Trainer:
                 if res["fd_vgg16"] < self.best_fd:
                     self.best_fd = res["fd_vgg16"]
                     self._save_network(self.run_dir / "best.safetensors", kimg, {"fd_vgg16": res["fd_vgg16"]})
+            for k, net in self.G_ema_extra.items():
+                key = _ema_key(k)
+                fd = res.get(f"fd_vgg16_{key}")
+                if fd is not None and fd < self.best_fd_extra.get(key, math.inf):
+                    self.best_fd_extra[key] = fd
+                    self._save_network(self.run_dir / f"best-{key}.safetensors", kimg,
+                                       {"fd_vgg16": fd, "ema_kimg": k}, net=net, half=True)
         barrier()
 
 

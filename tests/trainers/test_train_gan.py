@@ -154,6 +154,44 @@ def test_extra_ema_copies_average_snapshot_and_resume(data_dir, tmp_path):
             assert torch.equal(second.G_ema_extra[k].state_dict()[n], v), (k, n)
 
 
+def test_in_run_fd_keeps_the_best_of_each_average(data_dir, tmp_path, monkeypatch):
+    """Each evaluation measures G_ema and every --ema-extra-kimg average; best.safetensors and
+    best-ema<K>.safetensors hold the lowest-FD weights of each, and the bests survive --resume."""
+    import trainers.metrics
+
+    scores = iter([5.0, 9.0, 4.0, 3.0, 6.0, 8.0, 7.0, 1.0])  # per eval: G_ema, then ema1
+
+    class FakeFD:
+        def __init__(self, real, **kw):
+            assert len(real) > 0
+
+        def __call__(self, G, **kw):
+            return {"fd_vgg16": next(scores), "kid_vgg16_x1000": 0.0}
+
+    monkeypatch.setattr(trainers.metrics, "FDEvaluator", FakeFD)
+    run = tmp_path / "run"
+    run.mkdir()
+    kw = dict(ema_extra_kimg="1", fd_samples=4, metrics_every_kimg=0.008)  # tiny: 8 images a step
+    first = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=2, **kw), run, tqdm_bar=False)
+    first.run()
+    assert (first.best_fd, first.best_fd_extra) == (4.0, {"ema1": 3.0})
+    best, best1 = load_checkpoint(run / "best.safetensors"), load_checkpoint(run / "best-ema1.safetensors")
+    assert best.meta["provenance"]["fd_vgg16"] == 4.0
+    assert best1.meta["provenance"]["fd_vgg16"] == 3.0 and best1.meta["provenance"]["ema_kimg"] == 1.0
+    for n, v in first.G_ema_extra[1.0].state_dict().items():  # the last eval was the best: these weights
+        torch.testing.assert_close(best1.generator.state_dict()[n], v, rtol=1e-3, atol=1e-3)  # float16
+    second = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=4, **kw), run, resume_from=run / "resume.pt",
+                     tqdm_bar=False)
+    assert (second.best_fd, second.best_fd_extra) == (4.0, {"ema1": 3.0})
+    second.run()  # step 3: 6.0 / 8.0, neither better; step 4: 7.0 / 1.0, only the average's best moves
+    assert (second.best_fd, second.best_fd_extra) == (4.0, {"ema1": 1.0})
+    assert load_checkpoint(run / "best.safetensors").meta["provenance"]["fd_vgg16"] == 4.0
+    assert load_checkpoint(run / "best-ema1.safetensors").meta["provenance"]["fd_vgg16"] == 1.0
+    evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(e["fd_vgg16"], e["fd_vgg16_ema1"]) for e in evals if e.get("event") == "eval"] == \
+        [(5.0, 9.0), (4.0, 3.0), (6.0, 8.0), (7.0, 1.0)]
+
+
 @pytest.mark.parametrize("bad", ["abc", "0", "-5", "40;80", "nan"])
 def test_extra_ema_refuses_nonsense(bad, data_dir, tmp_path):
     from trainers.common import UserError

@@ -5,6 +5,9 @@
 #   cp ../shared/data/lpips/alexnet_features_fp16.pth .gpu/      # the projected D's backbone
 # move resources/ out of the tree for the call (the tree travels only up to 64 MiB), then on the
 # device (carry .gpu):  OUT=$OUT TRAIN_SEC=480 bash trainers/pack/gpu_session.sh
+# New generators from scratch with in-run FD (GPU_G_SCRATCH, below) instead: pack with --heldout 500,
+#   cp resources/lpips/vgg16_features_int8.safetensors .gpu/, and move trainers/pack/generator-resume.safetensors
+#   out of the tree too (58.5 MB travel), then  GPU_SKIP_E=1 GPU_G_SCRATCH="diffaugment ada" bash ...
 # Runs share the GPU (each alone is launch-bound at 64 px and batch 64):
 #   G: the pack generator (the compact snapshot in git) continued, GPU_G_RUNS below - the FD-VGG16 bar;
 #   E: the pack's E2Style encoder continued on the GPU (--init GPU_PACK, batch 32, VGG LPIPS as the
@@ -27,13 +30,14 @@ PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu-out}; TRAIN_SEC=${TRAIN_SEC:-480}; DEV=${DEV:-cuda}; ROOT=${ROOT:-/tmp/runs}
 export PYTHONPATH=$PWD STYLESTUDIO_LPIPS_DIR=$PWD/.gpu PYTHONUNBUFFERED=1
 DATA_NPZ=${GPU_DATA:-.gpu/utk64q85.npz}; PACK=${GPU_PACK:-resources/pack}
+UTK=${GPU_UNPACK:-/tmp/utk}  # the data unpacked here once (a second call skips it)
 mkdir -p "$OUT" "$ROOT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-[ -d /tmp/utk/images ] || $PY -m trainers.pack.pack_data unpack "$DATA_NPZ" /tmp/utk || exit 1
+[ -d "$UTK/images" ] || $PY -m trainers.pack.pack_data unpack "$DATA_NPZ" "$UTK" || exit 1
 # decode once into the trainer's cache, so the two runs don't both decode
-$PY -c "from trainers.data import load_images; print(load_images('/tmp/utk/images', 64).images.shape)" || exit 1
-common=(--data /tmp/utk/images --out "$ROOT" --kimg 100000 --batch 64 --metrics-every-kimg 0
+$PY -c "from trainers.data import load_images; print(load_images('$UTK/images', 64).images.shape)" || exit 1
+common=(--data "$UTK/images" --out "$ROOT" --kimg 100000 --batch 64 --metrics-every-kimg 0
         --snapshot-every-kimg 40 --sample-every-kimg 20 --keep-snapshots 8 --log-every 100 --no-tqdm)
 t0=$(date +%s)
 
@@ -65,7 +69,9 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
 # (an annealed continuation; plain continuing only made FD worse, README.md's session 24).
 g_runs=${GPU_G_RUNS:-256:0.0025}
 g_emas=${GPU_G_EMAS-40 80}
-[ "${GPU_SKIP_G:-0}" = 1 ] && g_runs=""
+g_scratch=${GPU_G_SCRATCH:-}  # (below) new runs instead of the continuation
+[ "${GPU_SKIP_G:-0}" = 1 ] && g_runs="" g_scratch=""
+[ -n "$g_scratch" ] && g_runs=""
 n_g=$(wc -w <<< "$g_runs")
 for pair in $g_runs; do
   b=${pair%%:*}; lr=${pair##*:}
@@ -74,10 +80,26 @@ for pair in $g_runs; do
     --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" --lr-decay-kimg "${GPU_G_LR_DECAY_KIMG:-0}" \
     --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots "${GPU_KEEP_SNAPSHOTS:-24}" &
 done
+# GPU_G_SCRATCH="AUG ..." (e.g. "diffaugment ada"): new generators from scratch instead, one per
+# augment setting, side by side (cpu64-wide, projected D, batch GPU_G_BATCH=256, lr 0.0025, averages
+# GPU_G_EMAS), each measuring its FD-VGG16 on GPU_FD_N=500 held-out chips every GPU_FD_KIMG=20 kimg
+# for G_ema and each longer average and keeping the best of each (best.safetensors,
+# best-ema<K>.safetensors). Needs in .gpu: the data packed with `--heldout 500` (the in-run FD's
+# real side) and resources/lpips/vgg16_features_int8.safetensors (its FD is within ~1% of the fp16
+# backbone's: 7.36 against 7.44 for the shipped generator); the generator-resume snapshot can stay out
+# of the tree. Each run returns its lowest-FD average (G_new_<AUG>_best.safetensors, float16), the
+# run with the lowest FD also its compact resume snapshot (G_new_<AUG>_compact.safetensors).
+for aug in $g_scratch; do
+  train "pack-g-new-$aug" trainers.stylegan2 --cfg cpu64-wide --d projected --augment "$aug" \
+    --lr-g 0.0025 --lr-d 0.0025 --desc "pack-g-new-$aug" "${common[@]}" --batch "${GPU_G_BATCH:-256}" \
+    --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" --metrics-every-kimg "${GPU_FD_KIMG:-20}" \
+    --fd-samples "${GPU_FD_N:-500}" --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 \
+    --keep-snapshots 2 &
+done
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do
     train "pack-e2style-wn$wn" trainers.encoder --arch e2style --stages "${GPU_E_STAGES:-2}" --abort off \
-      --refine-init copy --size light --model "$PACK" --init "$PACK" --data /tmp/utk/images --synthetic-fraction 0.25 \
+      --refine-init copy --size light --model "$PACK" --init "$PACK" --data "$UTK/images" --synthetic-fraction 0.25 \
       --lpips-net vgg --lambda-w-norm "$wn" --lr 3e-4 --decay-fraction 0.5 --batch 32 \
       --steps "${GPU_E_STEPS:-100000}" --time-budget $(( TRAIN_SEC - 60 )) \
       --eval-every 250 --eval-batch 64 --snapshot-every 500 --log-every 50 --out "$ROOT" --desc "pack-e2style-wn$wn" --no-tqdm &
@@ -143,6 +165,43 @@ for pair in $g_runs; do
   collect_g "pack-g-b${pair%%:*}-lr${pair##*:}" "G_b${pair%%:*}_lr${pair##*:}" \
     "$([ "$n_g" = 1 ] && { [ -z "$g_emas" ] || [ "${GPU_SKIP_E:-0}" = 1 ]; } && echo mid)"
 done
+collect_new() {  # from-scratch runs: each one's lowest-FD average; the best run's compact too
+  local aug run best="" best_fd="" line
+  for aug in $g_scratch; do
+    run=$(ls -d "$ROOT"/*-pack-g-new-"$aug" 2>/dev/null | tail -n 1)
+    [ -n "$run" ] || { echo "pack-g-new-$aug: no run dir"; continue; }
+    grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 1
+    line=$($PY - "$run" "$OUT/G_new_${aug}_best.safetensors" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from studio.core.formats import load_checkpoint
+from studio.core.formats import stylestudio_fmt as fmt
+run, out = Path(sys.argv[1]), sys.argv[2]
+evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+evals = [e for e in evals if e.get("event") == "eval"]
+print("FD trend:", " ".join(f"{e['kimg']:g}:" + "/".join(f"{v:.2f}" for k, v in e.items() if k.startswith("fd_vgg16"))
+                            for e in evals), file=sys.stderr)
+files = [f for f in [run / "best.safetensors", *sorted(run.glob("best-ema*.safetensors"))] if f.exists()]
+if files:
+    fds = {f: load_checkpoint(f).meta["provenance"]["fd_vgg16"] for f in files}
+    f = min(fds, key=fds.get)
+    b = load_checkpoint(f)
+    fmt.save(b, out, half=True)
+    print(f"{fds[f]:.4f} {f.name} kimg {b.meta['provenance']['kimg']}")
+PYEOF
+)
+    echo "pack-g-new-$aug: best $line"
+    [ -n "$line" ] || continue
+    if [ -z "$best_fd" ] || $PY -c "import sys; sys.exit(not float('${line%% *}') < float('$best_fd'))"; then
+      best=$run best_fd=${line%% *}
+    fi
+  done
+  [ -n "$best" ] || return 0
+  local name; name=$(basename "$best" | sed 's/^[0-9]*-pack-g-new-//')
+  $PY -m trainers.stylegan2 --export-compact "$best" "$OUT/G_new_${name}_compact.safetensors" &&
+    split_big "$OUT/G_new_${name}_compact.safetensors"
+}
+[ -n "$g_scratch" ] && collect_new
 if [ "${GPU_SKIP_E:-0}" != 1 ]; then
   for wn in ${GPU_E_WNORMS:-0.005}; do collect_e "pack-e2style-wn$wn" "E_wn$wn"; done
 fi
