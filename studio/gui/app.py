@@ -55,7 +55,7 @@ def run_app(argv: list[str] | None = None, *, smoke_test: str | None = None) -> 
         app.setWindowIcon(icon)
     if smoke_test is not None:
         return _smoke_test(app, MainWindow, Path(smoke_test))
-    win = MainWindow()
+    win = MainWindow(confirm_close=True)  # an unsaved edit: Save / Discard / Cancel
     win.show()
     for path in argv[1:]:  # in order: a model named before a photo is loaded first
         if not path.startswith("-"):

@@ -96,13 +96,32 @@ def _with_hint(exc: BaseException, hint: str) -> BaseException:
     return exc
 
 
+def _project_path(path: str | Path) -> Path:
+    """'edit' or 'edit.txt' gets the project suffix: File ▸ Open must know the file."""
+    p = Path(path)
+    return p if p.suffix.lower() == ws_ops.PROJECT_SUFFIX else p.with_name(p.name + ws_ops.PROJECT_SUFFIX)
+
+
+def _write_project(p: Path, data: bytes) -> Path:
+    from studio.core.fileio import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(p, data)
+    except OSError as e:
+        raise StudioError(f"cannot write {p} ({e.strerror or e}); check that the folder exists "
+                          f"and is writable, or save somewhere else") from None
+    return p
+
+
 class MainWindow(QMainWindow):
     """``model_path``: model file or pack to load at start (None: the default pack; '' : none).
     ``optimize_steps``: steps of the optimisation / hybrid methods (None: the projector's default).
     ``settings``: a QSettings for layout persistence (None: the user's; False: none).
     ``recovery_dir``: folder of the autosaves (None: ``$STYLESTUDIO_RECOVERY_DIR`` or the per-user app
     data folder; False: no autosave). ``recover``: what to do with an edit left by a crashed window
-    once the first model is loaded: 'ask' (a dialog), 'recover', 'discard' or 'ignore'."""
+    once the first model is loaded: 'ask' (a dialog), 'recover', 'discard' or 'ignore'.
+    ``confirm_close``: closing with an unsaved edit asks Save / Discard / Cancel (the app's window;
+    without it, such an edit stays in the autosave and the next start offers it)."""
 
     model_loaded = Signal()
     photo_ready = Signal()          # a face is aligned and shown
@@ -123,10 +142,13 @@ class MainWindow(QMainWindow):
 
     def __init__(self, *, model_path: str | Path | None = None, optimize_steps: int | None = None,
                  device: str = "cpu", settings: QSettings | bool | None = None,
-                 recovery_dir: str | Path | bool | None = None, recover: str = "ask", parent: QWidget | None = None):
+                 recovery_dir: str | Path | bool | None = None, recover: str = "ask", confirm_close: bool = False,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         install_none_guard()
-        self.setWindowTitle("StyleStudio")
+        self.setWindowTitle("StyleStudio[*]")  # [*]: the unsaved-edit mark (setWindowModified)
+        self.confirm_close = confirm_close
+        self._discard_unsaved = False   # the user chose Discard at close: no autosave is kept
         self.setAcceptDrops(True)
         self.optimize_steps = optimize_steps
         self.device = device
@@ -600,7 +622,7 @@ class MainWindow(QMainWindow):
             self.pasted_image = self.edit_image = None
             self._refresh_canvas()
             self._build_sliders()
-        self.setWindowTitle(f"StyleStudio — {Path(model.path).name}")
+        self.setWindowTitle(f"StyleStudio — {Path(model.path).name}[*]")
         self.statusBar().showMessage(f"Model loaded on {self.device}: {model.describe()}"
                                      + ("; the unsaved edit of the previous model is kept for recovery at the next "
                                         "start" if parked else ""), 10000 if parked else 6000)
@@ -850,25 +872,16 @@ class MainWindow(QMainWindow):
             return
         data = self.session.to_project_bytes()
         sess, version = self.session, self.session.version
-
-        p = Path(path)
-        if p.suffix.lower() != ws_ops.PROJECT_SUFFIX:  # 'edit' or 'edit.txt': File ▸ Open must know it
-            p = p.with_name(p.name + ws_ops.PROJECT_SUFFIX)
+        p = _project_path(path)
 
         def write(ctx=None):
-            from studio.core.fileio import atomic_write_bytes
-
-            try:
-                atomic_write_bytes(p, data)
-            except OSError as e:
-                raise StudioError(f"cannot write {p} ({e.strerror or e}); check that the folder exists "
-                                  f"and is writable, or save somewhere else") from None
-            return p
+            return _write_project(p, data)
 
         def done(p):
             sess._saved_version = version  # the bytes written are of this version
             if sess is self.session:
                 self._clean_on_disk = True
+                self._update_actions()  # the unsaved mark goes (unless it changed since)
                 if not sess.modified:  # saved: the autosave is no longer needed
                     self._autosave_timer.stop()
                     if self._autosaver is not None:
@@ -1421,6 +1434,7 @@ class MainWindow(QMainWindow):
         self.undo_action.setText(f"&Undo {s.undo_text}" if s and s.can_undo else "&Undo")
         self.redo_action.setText(f"&Redo {s.redo_text}" if s and s.can_redo else "&Redo")
         has = s is not None
+        self.setWindowModified(bool(has and s.modified))
         self.save_action.setEnabled(has)
         self.export_aligned_action.setEnabled(has and self.edit_image is not None)
         self.export_photo_action.setEnabled(has and self.photo is not None and self.pasted_image is not None)
@@ -1835,9 +1849,51 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(st)
 
     def closeEvent(self, e):  # noqa: N802 (Qt)
+        if self.confirm_close and not self._closed and not self._may_close():
+            e.ignore()
+            return
         self.save_settings()
         self.shutdown()
         super().closeEvent(e)
+
+    def has_unsaved_edit(self) -> bool:
+        """An edit that no project file holds (it is autosaved, but the user has not saved it)."""
+        return self.session is not None and self.model is not None and self.session.modified
+
+    def _may_close(self) -> bool:
+        """With an unsaved edit, ask: Save (the project is written before the window goes; a
+        cancelled file dialog keeps the window open), Discard (no autosave is kept) or Cancel."""
+        if not self.has_unsaved_edit():
+            return True
+        answer = self.ask_save_changes()
+        if answer == "save":  # written here and now (a small file), so that a failure keeps the window
+            path = self.ask_save_path("Save project", "edit.stylestudio", PROJECT_FILTER)
+            if not path:
+                return False
+            sess, version = self.session, self.session.version
+            try:
+                _write_project(_project_path(path), sess.to_project_bytes())
+            except StudioError as e:
+                self.show_error("Cannot save the project", e)
+                return False
+            sess._saved_version = version
+            return True
+        if answer == "discard":
+            self._discard_unsaved = True
+            return True
+        return False
+
+    def ask_save_changes(self) -> str:
+        """'save', 'discard' or 'cancel' (also when the dialog is closed)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Save changes?",
+                          "This edit has not been saved as a project. Save it before closing?",
+                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                          | QMessageBox.StandardButton.Cancel, self)
+        box.setInformativeText("Discard closes without keeping the edit (no autosave is kept for recovery).")
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        clicked = box.exec()
+        return {QMessageBox.StandardButton.Save: "save",
+                QMessageBox.StandardButton.Discard: "discard"}.get(QMessageBox.StandardButton(clicked), "cancel")
 
     def save_settings(self) -> None:
         """Window layout and choices (method, device, refine steps, recent files) to QSettings."""
@@ -1883,7 +1939,7 @@ class MainWindow(QMainWindow):
             except Exception as e:  # noqa: BLE001 - nothing left to show it in; the autosave keeps the edit
                 log.error("saving the project at close failed: %s", e)
         if self._autosaver is not None:
-            unsaved = self.session is not None and self.session.modified
+            unsaved = self.session is not None and self.session.modified and not self._discard_unsaved
             if unsaved:
                 self.autosave_now()
             self._autosaver.close(discard=not unsaved)

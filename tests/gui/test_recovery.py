@@ -334,3 +334,67 @@ def test_opening_another_model_keeps_an_unsaved_edit_for_recovery(qtbot, window,
     assert win.session is None and win.autosave_path != kept
     assert recovery.load(recovery.read_info(kept)).amount(name) == 1.5   # still on disk, not discarded
     assert "kept for recovery" in win.statusBar().currentMessage()
+
+
+def _unsaved_edit(qtbot, win):
+    win.autosave_delay_ms = 50
+    with qtbot.waitSignal(win.frame_shown, timeout=30000):
+        win.random_face()
+    assert not win.has_unsaved_edit() and not win.isWindowModified()  # a new face, nothing edited yet
+    with qtbot.waitSignal(win.autosaved, timeout=30000):
+        win.session.set_amount(next(iter(win._sliders)), 0.5)
+    assert win.has_unsaved_edit() and win.isWindowModified()  # the title's [*] mark
+
+
+@pytest.mark.parametrize("answer, path", [("cancel", None), ("save", "cancelled"), ("save", "unwritable")])
+def test_closing_an_unsaved_edit_can_be_called_off(qtbot, window, recovery_dir, tmp_path, monkeypatch,
+                                                   answer, path):
+    """Cancel, a cancelled file dialog or a save that fails keep the window open with the edit."""
+    win = window
+    win.confirm_close = True
+    _unsaved_edit(qtbot, win)
+    asked = []
+    monkeypatch.setattr(win, "ask_save_changes", lambda: asked.append(1) or answer)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = None if path == "cancelled" else str(blocker / "edit.stylestudio")
+    monkeypatch.setattr(win, "ask_save_path", lambda *a: target)
+    latent = win.session.state.copy()
+    win.close()
+    assert asked == [1] and win.isVisible() and not win._closed
+    assert win.session is not None and win.session.modified and win.autosave_path.exists()
+    assert np.array_equal(win.session.state.source, latent.source)
+    assert any(k == "error" for k, *_ in win.messages) == (path == "unwritable")
+    win.confirm_close = False
+
+
+@pytest.mark.parametrize("answer", ["save", "discard"])
+def test_closing_an_unsaved_edit_saves_or_discards_it(qtbot, window, recovery_dir, tmp_path, monkeypatch, answer):
+    win = window
+    win.confirm_close = True
+    _unsaved_edit(qtbot, win)
+    name = next(iter(win._sliders))
+    win.session.set_amount(name, 1.5)
+    monkeypatch.setattr(win, "ask_save_changes", lambda: answer)
+    monkeypatch.setattr(win, "ask_save_path", lambda *a: str(tmp_path / "closing"))
+    win.close()
+    assert not win.isVisible() and win._closed
+    assert not list(recovery_dir.iterdir())  # saved or discarded: nothing left to recover
+    saved = tmp_path / "closing.stylestudio"
+    assert saved.is_file() == (answer == "save")
+    if answer == "save":
+        from studio.engine.session import EditSession
+
+        assert EditSession.load(saved).amount(name) == 1.5
+
+
+def test_closing_asks_only_for_an_unsaved_edit(qtbot, window, recovery_dir, tmp_path, monkeypatch):
+    win = window
+    win.confirm_close = True
+    monkeypatch.setattr(win, "ask_save_changes", lambda: pytest.fail("asked"))
+    _unsaved_edit(qtbot, win)
+    with qtbot.waitSignal(win.project_saved, timeout=10000):
+        win.save_project(tmp_path / "edit.stylestudio")
+    assert not win.isWindowModified() and not win.has_unsaved_edit()
+    win.close()
+    assert not win.isVisible()
