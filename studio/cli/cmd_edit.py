@@ -2,7 +2,8 @@
 
 Applies direction edits, style mixing and truncation to a latent (``.npy``: W [w_dim] or W+
 [num_ws, w_dim] / [1, num_ws, w_dim]) or reopens a ``.stylestudio`` project, and renders the result
-at full resolution. Photos are aligned and inverted first (see :func:`latent_from_image`).
+at full resolution. Photos are aligned and inverted first (see :func:`latent_from_image`); with
+``--paste`` the edited face is also put back into the photo.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="edit.png", help="output image (default edit.png)")
     p.add_argument("--save-project", default=None, metavar="FILE.stylestudio", help="also save the edit as a project")
     p.add_argument("--save-latent", default=None, metavar="FILE.npy", help="also write the edited W+ [num_ws, w_dim]")
+    p.add_argument("--paste", default=None, metavar="IMAGE",
+                   help="for a photo: also write the photo with the edited face pasted back (full resolution; "
+                        "the rest of the photo unchanged)")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
                    help="per-pixel noise: const (the model's fixed maps, reproducible; default), random or none")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -143,14 +147,17 @@ def parse_mix_spec(spec: str, num_ws: int) -> tuple[str, dict[str, float], dict[
 # Inputs
 
 
-def latent_from_image(path: Path, bundle, method: str | None = None, steps: int | None = None) -> np.ndarray:
+def latent_from_image(path: Path, bundle, method: str | None = None, steps: int | None = None, *,
+                      with_transform: bool = False):
     """Align a photo's best face and invert it to W+ [num_ws, w_dim] with the model's default method
-    (its first encoder, else optimisation; ``stylestudio invert`` offers every method)."""
+    (its first encoder, else optimisation; ``stylestudio invert`` offers every method). With
+    ``with_transform``: ``(latent, alignment transform)``, for pasting the edit back."""
     from studio.cli.cmd_invert import invert_photo, print_progress
 
-    res, _, _, _ = invert_photo(path, bundle, method=method, steps=steps, progress=print_progress)
+    res, _, transform, _ = invert_photo(path, bundle, method=method, steps=steps, progress=print_progress)
     log.info("%s inverted with %s in %.1f s (LPIPS %.3f)", path, res.method, res.seconds, res.metrics["lpips"])
-    return res.latent_wplus.numpy().astype(np.float32)
+    latent = res.latent_wplus.numpy().astype(np.float32)
+    return (latent, transform) if with_transform else latent
 
 
 def load_latent(path: str | Path) -> np.ndarray:
@@ -305,8 +312,10 @@ def run(args) -> int:
     inp = Path(args.input)
     kind = input_kind(inp)
     invert_method, invert_steps = getattr(args, "invert_method", None), getattr(args, "invert_steps", None)
+    paste_out = getattr(args, "paste", None)
     if kind != "photo":
-        given = [f for f, v in (("--invert-method", invert_method), ("--invert-steps", invert_steps)) if v is not None]
+        given = [f for f, v in (("--invert-method", invert_method), ("--invert-steps", invert_steps),
+                                ("--paste", paste_out)) if v is not None]
         if given:
             flags = " and ".join(given)
             raise StudioError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} when the input is a "
@@ -327,7 +336,7 @@ def run(args) -> int:
         if not project_out.suffix:
             project_out = project_out.with_suffix(".stylestudio")  # what EditSession.save writes
     check_outputs([(args.out, "--out", True), (project_out, "--save-project", False),
-                   (args.save_latent, "--save-latent", False)], inputs,
+                   (args.save_latent, "--save-latent", False), (paste_out, "--paste", True)], inputs,
                   may_update={"--save-project": inp} if kind == "project" else None)
 
     bundle = load_checkpoint(resolve_model(model_arg))
@@ -338,8 +347,9 @@ def run(args) -> int:
     G = G.to(device).eval()
     ident = ModelIdentity.from_bundle(bundle)
 
+    transform = None
     if kind == "photo":
-        latent = latent_from_image(inp, bundle, invert_method, invert_steps)
+        latent, transform = latent_from_image(inp, bundle, invert_method, invert_steps, with_transform=True)
         session = EditSession(latent, w_avg=G.w_avg, model=ident)
     elif kind == "project":
         session = EditSession.load(inp, model=ident)
@@ -395,9 +405,21 @@ def run(args) -> int:
     if not torch.isfinite(torch.as_tensor(ws)).all():
         raise StudioError("the edited latent contains NaN or infinite values (from the input, a direction, "
                           "--psi or the reference latent); nothing was written")
+    from studio.core.imageio import save_image
+    from studio.engine.renderer import to_uint8
+
     with torch.inference_mode():
-        out = session.export_image(G, args.out, noise_mode=args.noise_mode, device=device)
+        edited = to_uint8(session.render(G, noise_mode=args.noise_mode, device=device))[0]
+    pasted = None
+    if paste_out:  # before anything is written: a paste that fails leaves no half-done outputs
+        from studio.core.imageio import load_image
+        from studio.core.paste import paste_back
+
+        pasted = paste_back(load_image(inp)[0], edited, transform)
+    out = save_image(args.out, edited)
     print(f"wrote {out} ({G.img_resolution}x{G.img_resolution})")
+    if pasted is not None:
+        print(f"wrote {save_image(paste_out, pasted)} ({pasted.shape[1]}x{pasted.shape[0]}, the edit pasted back)")
     if project_out is not None:
         print(f"wrote {session.save(project_out)}")
     if args.save_latent:

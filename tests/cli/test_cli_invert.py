@@ -102,6 +102,36 @@ def test_edit_accepts_a_photo_via_inversion(model, tmp_path):
     assert np.asarray(Image.open(out)).shape == (32, 32, 3)
 
 
+def test_edit_pastes_the_edited_face_back_into_the_photo(model, tmp_path, capsys):
+    """`edit PHOTO --paste P`: P is the photo with the rendered edit (--out) pasted back through the
+    face's alignment; the photo's corners are untouched. --paste needs a photo input."""
+    if not FACES.is_dir():
+        pytest.skip("shared sample photos not found")
+    from studio.core.align import align_face, get_profile
+    from studio.core.faces import detect_faces
+    from studio.core.imageio import load_image
+    from studio.core.paste import paste_back
+
+    path, _ = model
+    photo = FACES / "celebahq_female_039913.jpg"
+    out, pasted = tmp_path / "e.png", tmp_path / "photo_edit.png"
+    assert main(["edit", str(photo), "--model", str(path), "--invert-steps", "3", "--direction", "sefa0=2",
+                 "--out", str(out), "--paste", str(pasted)]) == 0
+    img = load_image(photo)[0]
+    transform = align_face(img, detect_faces(img)[0].landmarks, get_profile(None)).transform
+    got = np.asarray(Image.open(pasted))
+    assert got.shape == img.shape
+    assert np.array_equal(got, paste_back(img, np.asarray(Image.open(out)), transform))
+    assert np.array_equal(got[:40, :40], img[:40, :40]) and not np.array_equal(got, img)
+    assert "the edit pasted back" in capsys.readouterr().out
+    np.save(tmp_path / "w.npy", np.zeros((8, 32), np.float32))
+    assert main(["edit", str(tmp_path / "w.npy"), "--model", str(path), "--out", str(tmp_path / "x.png"),
+                 "--paste", str(tmp_path / "y.png")]) == 2
+    assert "--paste only applies when the input is a photo" in capsys.readouterr().err
+    assert main(["edit", str(photo), "--model", str(path), "--out", str(out), "--paste", str(out)]) == 2
+    assert "name the same file" in capsys.readouterr().err
+
+
 def test_invert_refuses_an_input_photo_as_out(model, tmp_path, capsys):
     path, face = model
     photo = tmp_path / "me.png"
