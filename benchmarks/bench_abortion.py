@@ -45,7 +45,6 @@ directory: metrics.jsonl, samples, final snapshot).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -64,9 +63,16 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from trainers.encoder import EncoderTrainConfig, Trainer  # noqa: E402
+from studio.core.errors import StudioError  # noqa: E402
+from trainers.encoder import EncoderTrainConfig, Trainer, resolve_defaults, validate  # noqa: E402
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
 
 MODES = ("off", "relative", "absolute")
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface" / "images"
 LPIPS_TOLERANCE = 0.02  # the acceptance: held-out LPIPS within 2 % of the fixed-N run's
 
 # Schedule defaults (see the module docstring).
@@ -77,7 +83,7 @@ DEFAULT_SCHEDULE = {"check_every": 10, "abort_patience": 4, "abort_ema": 0.95, "
 def pack_config(**kw) -> EncoderTrainConfig:
     """The pack encoder's recipe (trainers/pack/README.md) with N stages; ``kw`` overrides fields."""
     cfg = EncoderTrainConfig(arch="e2style", stages=3, size="light", width=32, depth=18,
-                             data=str(REPO.parent / "shared" / "data" / "utkface" / "images"),
+                             data=str(DEFAULT_DATA),
                              synthetic_fraction=0.25, lpips_net="alex", lr=2e-4, batch=8, steps=200,
                              log_every=5, eval_every=50, eval_batch=50, snapshot_every=0, keep_snapshots=1,
                              threads=1, device="cpu", abort="off", **DEFAULT_SCHEDULE)
@@ -305,37 +311,78 @@ def write_outputs(bench: dict, out_dir: Path, settings: dict) -> list[Path]:
     return [js, table, curves]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=200, help="training steps of every run (default 200)")
-    ap.add_argument("--stages", type=int, default=3, help="E2Style stages N")
-    ap.add_argument("--modes", default=",".join(MODES), help="comma list of off, relative, absolute")
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--steps", type=_cli.int_at_least(1), default=200, help="training steps of every run (default 200)")
+    ap.add_argument("--stages", type=_cli.int_at_least(1), default=3,
+                    help="E2Style stages N (abortion needs 2 or more; 1 only with --modes off)")
+    ap.add_argument("--modes", type=_cli.name_list(MODES, "mode"), default=",".join(MODES),
+                    help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--model", default=None, help="frozen generator (default: the embedded pack)")
-    ap.add_argument("--data", default=None, help="aligned faces (default: ../shared/data/utkface/images)")
-    ap.add_argument("--n", type=int, default=50, help="held-out chips to evaluate on")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--eval-every", type=int, default=50, help="steps between held-out LPIPS curve points (0: none)")
-    ap.add_argument("--check-every", type=int, default=DEFAULT_SCHEDULE["check_every"])
-    ap.add_argument("--patience", type=int, default=DEFAULT_SCHEDULE["abort_patience"])
-    ap.add_argument("--abort-ema", type=float, default=DEFAULT_SCHEDULE["abort_ema"])
-    ap.add_argument("--min-delta", type=float, default=DEFAULT_SCHEDULE["min_delta"], help="relative mode")
-    ap.add_argument("--abort-threshold", type=float, default=DEFAULT_SCHEDULE["abort_threshold"],
+    ap.add_argument("--data", default=None, help=f"folder of aligned faces (default: {DEFAULT_DATA})")
+    ap.add_argument("--n", type=_cli.int_at_least(1), default=50, help="held-out chips to evaluate on")
+    ap.add_argument("--batch", type=_cli.int_at_least(2), default=8, help="training batch size")
+    ap.add_argument("--lr", type=_cli.float_at_least(0, strict=True), default=2e-4, help="learning rate")
+    ap.add_argument("--seed", type=_cli.int_at_least(0), default=0,
+                    help="seed of every run (initial weights, data order)")
+    ap.add_argument("--eval-every", type=_cli.int_at_least(0), default=50,
+                    help="steps between held-out LPIPS curve points (0: none)")
+    ap.add_argument("--check-every", type=_cli.int_at_least(1), default=DEFAULT_SCHEDULE["check_every"],
+                    help="steps between abortion checks")
+    ap.add_argument("--patience", type=_cli.int_at_least(1), default=DEFAULT_SCHEDULE["abort_patience"],
+                    help="non-improving checks in a row before the last active stage is dropped")
+    ap.add_argument("--abort-ema", type=_cli.float_in_range(0, 1, hi_open=True), default=DEFAULT_SCHEDULE["abort_ema"],
+                    help="EMA beta of the training-loss signal, in [0, 1)")
+    ap.add_argument("--min-delta", type=_cli.float_at_least(0), default=DEFAULT_SCHEDULE["min_delta"],
+                    help="relative mode: the signal drop per check that counts as improving")
+    ap.add_argument("--abort-threshold", type=_cli.float_at_least(0),
+                    default=DEFAULT_SCHEDULE["abort_threshold"],
                     help="absolute mode: the signal level a stage must get below")
-    ap.add_argument("--min-stages", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores)")
+    ap.add_argument("--min-stages", type=_cli.int_at_least(1), default=1,
+                    help="abortion never drops below this many stages (at most --stages)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    ap.add_argument("--threads", type=_cli.int_at_least(0), default=1, help="torch threads (0: all cores)")
     ap.add_argument("--no-identity", action="store_true", help="skip the dlib identity metric")
     ap.add_argument("--reevaluate", action="store_true",
                     help="no training: measure the final snapshots of the runs already in --out again")
     ap.add_argument("--out", type=Path, default=Path("bench-abortion"), help="folder for the runs and the tables")
+    return ap
+
+
+def _finished(run_dir: Path) -> bool:
+    """A run of :func:`run_mode` got to its end (metrics.jsonl holds the 'end' event)."""
+    try:
+        return any(r.get("event") == "end" for r in read_metrics(run_dir))
+    except (OSError, ValueError):
+        return False
+
+
+def check_args(ap, a) -> None:
+    """Checks of the parsed arguments made before any training: an argparse error (exit 2)."""
+    if a.stages < 2 and any(m != "off" for m in a.modes):
+        ap.error(f"--stages {a.stages}: abortion needs 2 or more stages; pass --stages 2 or more, or --modes off")
+    if a.min_stages > a.stages:
+        ap.error(f"--min-stages {a.min_stages} is more than --stages {a.stages}; pass --min-stages {a.stages} or less")
+    _cli.check_device(ap, a.device, allow_auto=True)
+    if a.model is not None:
+        _cli.check_path(ap, a.model, "--model", "pass a model file or pack folder")
+    if not a.reevaluate:
+        _cli.check_image_dir(ap, a.data or DEFAULT_DATA, "--data", recursive=True,
+                             hint="pass --data FOLDER of aligned faces")
+    _cli.check_out_dir(ap, a.out, "--out")
+    if a.reevaluate:
+        for m in a.modes:
+            if not _finished(a.out / "runs" / m):
+                ap.error(f"--reevaluate: no finished '{m}' run in {a.out / 'runs' / m}; run without --reevaluate "
+                         f"first, or pass the --out of an earlier run")
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     a = ap.parse_args(argv)
+    check_args(ap, a)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        ap.error(f"--modes: unknown {', '.join(bad)} (choose from {', '.join(MODES)})")
+    modes = a.modes
     kw = {"steps": a.steps, "stages": a.stages, "batch": a.batch, "lr": a.lr, "seed": a.seed,
           "eval_every": a.eval_every, "eval_batch": a.n, "check_every": a.check_every, "abort_patience": a.patience,
           "abort_ema": a.abort_ema, "min_delta": a.min_delta, "abort_threshold": a.abort_threshold,
@@ -345,6 +392,11 @@ def main(argv=None) -> int:
     if a.data:
         kw["data"] = a.data
     base = pack_config(**kw)
+    for m in modes:  # the trainer's own checks, as its flags would fail them
+        try:
+            validate(resolve_defaults(dataclasses.replace(base, abort=m)))
+        except StudioError as e:
+            ap.error(f"the trainer refuses the settings of the '{m}' run: {e}")
     if a.threads:
         torch.set_num_threads(a.threads)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

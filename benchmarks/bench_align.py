@@ -13,10 +13,10 @@ detect + landmarks + align256 (target < 150 ms for 1 MP). Also the official comp
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +25,14 @@ import numpy as np
 from PIL import Image
 
 from studio.core.align import FFHQ, align_face
+from studio.core.errors import StudioError
 from studio.core.faces import DEFAULT_DETECT_BUDGET, detect_faces, landmarks_for_box
 from studio.core.imageio import load_image
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
 
 SHARED = Path(os.environ.get("STYLESTUDIO_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DEFAULT_PHOTO = SHARED / "data" / "faces" / "nonaligned_rotated_offset.jpg"
@@ -58,8 +64,13 @@ def bench(path: Path, runs: int) -> dict:
     t_load, (img, _info) = _median_ms(lambda: load_image(path), runs)
     h, w = img.shape[:2]
     # warm the lazily loaded models once
-    detect_faces(img)
+    try:
+        detect_faces(img)
+    except StudioError as e:
+        raise SystemExit(f"error: --photo: {' '.join(str(e).split())}; pass --photo with one face") from None
     t_df, faces = _median_ms(lambda: detect_faces(img), runs)
+    if not faces:
+        raise SystemExit(f"error: --photo: no face found in {path.name} (made from it); pass --photo with one face")
     face = faces[0]
     t_lm, _ = _median_ms(lambda: landmarks_for_box(img, face.box), runs)
     t_a256, _ = _median_ms(lambda: align_face(img, face.landmarks, FFHQ, output_size=256), runs)
@@ -70,11 +81,18 @@ def bench(path: Path, runs: int) -> dict:
                 align256=t_a256, align1024=t_a1024, total=t_det + t_lm + t_a256, official_detect=t_off)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help="source photo (one face)")
-    args = ap.parse_args()
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--runs", type=_cli.int_at_least(1), default=5, help="timed runs per step (the median is shown)")
+    ap.add_argument("--photo", type=Path, default=DEFAULT_PHOTO,
+                    help="source photo with one face (the 12 MP photo is made from it)")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    _cli.check_image(ap, args.photo, "--photo", "pass --photo PATH of a photo with one face")
     import dlib
 
     print(f"# bench_align: dlib {dlib.__version__}, {platform.processor() or platform.machine()}, "
@@ -92,8 +110,9 @@ def main() -> None:
             print("| " + " | ".join(row) + " |", flush=True)
     print("total(256) = detect + landmarks + align256; official detect = detector(img, 1) on the full image "
           "+ landmarks, as pSp's get_landmark does.")
+    return 0
 
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    main()
+    sys.exit(main())

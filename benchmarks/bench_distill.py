@@ -17,7 +17,6 @@ and writes ``grid.png`` (rows: content, style, generator target, student, invers
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -29,9 +28,15 @@ import numpy as np
 import torch
 
 from studio.core.distill import fastest_encoder, find_student, load_student, ssim
+from studio.core.errors import StudioError
 from studio.core.formats import load_checkpoint
-from studio.core.inversion import bundle_encoders
+from studio.core.inversion import ENCODER_METHODS, bundle_encoders
 from trainers.distill_data import HELDOUT_SEED_START, heldout_seeds, render_seed_triplets
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -45,18 +50,36 @@ def _median_ms(fn, repeats: int) -> float:
     return 1000 * float(np.median(ts))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
     ap.add_argument("--student", help="student file (default: the model pack's)")
     ap.add_argument("--model", help="teacher model (default: the student's teacher if a path, else the embedded pack)")
-    ap.add_argument("--method", help="encoder of the inversion path (default: the fastest the model has)")
-    ap.add_argument("--triplets", type=int, default=200, help="held-out triplets (default 200)")
-    ap.add_argument("--seed-start", type=int, default=HELDOUT_SEED_START, help="first held-out seed")
-    ap.add_argument("--grid", type=int, default=8, help="triplets shown in grid.png")
-    ap.add_argument("--repeats", type=int, default=20, help="timed calls per path (batch 1)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--method", choices=ENCODER_METHODS, metavar="ENCODER",
+                    help=f"encoder of the inversion path, one of {', '.join(ENCODER_METHODS)} "
+                         "(default: the fastest the model has)")
+    ap.add_argument("--triplets", type=_cli.int_at_least(1), default=200, help="held-out triplets (default 200)")
+    ap.add_argument("--seed-start", type=_cli.int_in_range(0, 2 ** 62), default=HELDOUT_SEED_START,
+                    help="first held-out seed (seeds below the default are the ones training and validation draw)")
+    ap.add_argument("--grid", type=_cli.int_at_least(1), default=8, help="triplets shown in grid.png")
+    ap.add_argument("--repeats", type=_cli.int_at_least(1), default=20, help="timed calls per path (batch 1)")
+    ap.add_argument("--threads", type=_cli.int_at_least(1), default=1, help="torch threads (default 1)")
     ap.add_argument("--out", default="bench-distill", help="folder for grid.png and results.json")
+    return ap
+
+
+def check_args(ap, args) -> None:
+    """Checks of the parsed arguments made before any model is loaded: an argparse error (exit 2)."""
+    if args.student is not None:
+        _cli.check_file(ap, args.student, "--student", "pass a student file (a distill run's best.safetensors)")
+    if args.model is not None:
+        _cli.check_path(ap, args.model, "--model", "pass a model file or pack folder")
+    _cli.check_out_dir(ap, args.out, "--out")
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
+    check_args(ap, args)
     torch.set_num_threads(args.threads)
     from studio.core.lpips import LPIPS
     from studio.core.pack import default_pack
@@ -67,10 +90,16 @@ def main(argv=None) -> int:
     if student_path is None:
         print("error: no --student and the model pack lists none", file=sys.stderr)
         return 2
-    mixer = load_student(student_path)
+    try:
+        mixer = load_student(student_path)
+    except (StudioError, KeyError, ValueError) as e:
+        ap.error(f"--student: {student_path} is not a usable student file ({' '.join(str(e).split())})")
     teacher = args.model or (mixer.info.get("teacher") if Path(str(mixer.info.get("teacher"))).exists() else None)
     teacher = teacher or default_pack()
-    bundle = load_checkpoint(teacher)
+    try:
+        bundle = load_checkpoint(teacher)
+    except StudioError as e:
+        ap.error(f"{'--model' if args.model else 'the student teacher ' + str(teacher)}: {' '.join(str(e).split())}")
     G = bundle.generator.eval()
     cross = int(mixer.info["crossover"])
     if G.num_ws != mixer.info.get("num_ws") or G.img_resolution != mixer.resolution:
@@ -78,6 +107,8 @@ def main(argv=None) -> int:
               f"generator; {teacher} has {G.num_ws} rows at {G.img_resolution} px", file=sys.stderr)
         return 2
     encoders = bundle_encoders(bundle)
+    if args.method is not None:
+        _cli.check_choices(ap, [args.method], sorted(encoders), "--method", f"no such encoder in {teacher}")
     method = args.method or fastest_encoder(encoders)
     inv = None
     if method is not None:

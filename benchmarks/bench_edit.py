@@ -16,9 +16,9 @@ official256 = NVIDIA paper256 (channel_base 16384), official1024 = NVIDIA FFHQ 1
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -27,6 +27,11 @@ import torch
 from studio.core.latent import apply_direction, layer_groups
 from studio.core.nets.stylegan2 import Generator
 from studio.engine.renderer import Renderer
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
 
 CONFIGS = {
     # name: (Generator kwargs, default steps per cell)
@@ -67,17 +72,27 @@ def time_steps(R: Renderer, base: torch.Tensor, n: torch.Tensor, span, steps: in
     return totals, firsts
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--steps", type=int, default=None, help="slider steps per cell (default: per config)")
-    ap.add_argument("--budget", type=float, default=60.0, help="max seconds per cell (at least 3 steps run)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--device", default="cpu")
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--configs", type=_cli.name_list(CONFIGS, "config"), default=",".join(CONFIGS),
+                    help=f"comma list of generator sizes: {', '.join(CONFIGS)}")
+    ap.add_argument("--steps", type=_cli.int_at_least(1), default=None,
+                    help="slider steps per cell (default: per config, "
+                         + ", ".join(f"{k} {v[1]}" for k, v in CONFIGS.items()) + ")")
+    ap.add_argument("--budget", type=_cli.float_at_least(0, strict=True), default=60.0,
+                    help="max seconds per cell (at least 3 steps run)")
+    ap.add_argument("--threads", type=_cli.int_at_least(1), default=os.cpu_count(), help="torch intra-op threads")
+    ap.add_argument("--device", default="cpu", help="torch device to render on: cpu, cuda, cuda:N")
     ap.add_argument("--fused", action="store_true", help="grouped-conv modulation (default: the renderer's choice, "
                                                          "non-fused on the CPU)")
-    ap.add_argument("--channels-last", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--channels-last", action="store_true", help="render with channels_last tensors")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    _cli.check_device(ap, args.device)
     torch.set_num_threads(args.threads)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"# bench_edit: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -87,7 +102,7 @@ def main() -> None:
               f"{'p50 ms':>8} | {'p95 ms':>8} | {'first frame p50':>15} | {'speedup p50':>11} | {'MAC ratio':>9} |")
     print(header)
     print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
-    for name in args.configs.split(","):
+    for name in args.configs:
         kw, default_steps = CONFIGS[name]
         steps = args.steps or default_steps
         torch.manual_seed(0)
@@ -122,7 +137,8 @@ def main() -> None:
                   f"{np.percentile(t, 50):>8.1f} | {np.percentile(t, 95):>8.1f} | {ff:>15} | "
                   f"{p50_none / np.percentile(t, 50):>10.2f}x | {ratio:>8.2f}x |", flush=True)
             del R
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,14 +12,19 @@ and torch.compile. Batch 1 and 8; threads = cores.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
+import sys
 import time
 
 import torch
 
 from studio.core.nets.stylegan2 import Generator
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
 
 CONFIGS = {
     # name: Generator kwargs
@@ -63,28 +68,36 @@ def time_cell(G: Generator, batch: int, variant: str, *, min_runs: int = 3, budg
     return 1000 * times[len(times) // 2] / batch, first
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--configs", type=_cli.name_list(CONFIGS, "config"), default=",".join(CONFIGS),
+                    help=f"comma list of generator sizes: {', '.join(CONFIGS)}")
+    ap.add_argument("--batches", type=_cli.int_list(1), default="1,8", help="comma list of batch sizes")
+    ap.add_argument("--variants", type=_cli.name_list(VARIANTS, "variant"), default=",".join(VARIANTS),
+                    help="comma list of variants: fused (grouped-conv modulation), nonfused (activation "
+                         "modulation), channels_last, compile (torch.compile)")
+    ap.add_argument("--threads", type=_cli.int_at_least(1), default=os.cpu_count(), help="torch intra-op threads")
     ap.add_argument("--full", action="store_true", help="run every cell (1024 px batch 8 and compile are slow)")
-    ap.add_argument("--budget", type=float, default=20.0, help="seconds per cell")
-    args = ap.parse_args()
+    ap.add_argument("--budget", type=_cli.float_at_least(0, strict=True), default=20.0,
+                    help="seconds per cell: timing stops once this is spent (at least one timed run)")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"# bench_generator: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"threads={torch.get_num_threads()}, device=cpu")
     header = f"| {'config':<14} | {'res':>4} | {'params':>7} | {'batch':>5} | {'variant':<13} | {'ms/img':>9} | {'first call s':>12} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for name in args.configs.split(","):
+    for name in args.configs:
         kw = CONFIGS[name]
         torch.manual_seed(0)
         G = Generator(**kw).eval().requires_grad_(False)
         params = sum(p.numel() for p in G.parameters()) / 1e6
-        for batch in map(int, args.batches.split(",")):
-            for variant in args.variants.split(","):
+        for batch in args.batches:
+            for variant in args.variants:
                 if not args.full and _skip_by_default(name, batch, variant):
                     print(f"| {name:<14} | {kw['img_resolution']:>4} | {params:>6.1f}M | {batch:>5} | {variant:<13} | {'skipped':>9} | {'(--full)':>12} |")
                     continue
@@ -93,7 +106,8 @@ def main() -> None:
                 ms, first = time_cell(Gv, batch, variant, budget_s=args.budget)
                 print(f"| {name:<14} | {kw['img_resolution']:>4} | {params:>6.1f}M | {batch:>5} | {variant:<13} | {ms:>9.1f} | {first:>12.2f} |",
                       flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,12 +15,11 @@ by default only for models of 256 px and up). "render" is the worker's own time 
 (the rest of the latency is waiting for the worker, queueing to the GUI thread and painting).
 Offscreen Qt unless QT_QPA_PLATFORM is set.
 
-    python benchmarks/bench_gui_latency.py [--moves 100] [--model MODEL] [--photo PHOTO]
+    python benchmarks/bench_gui_latency.py [--moves 100] [--model MODEL] [--photo PHOTO | --random-face]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -31,9 +30,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np
+import numpy as np  # noqa: E402
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
 
 FACES = REPO.parent / "shared" / "data" / "faces"
+PHOTO = FACES / "celebahq_male_005735.jpg"
+ENCODER_ORDER = ("e2style", "psp", "e4e", "sae", "crg")
 
 
 def pump(app, until, timeout_s: float) -> bool:
@@ -108,14 +114,42 @@ def pct(xs, q) -> str:
     return f"{np.percentile(xs, q):.1f}" if len(xs) else "-"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
     ap.add_argument("--model", default=None, help="model file or pack (default: the embedded pack)")
-    ap.add_argument("--photo", type=Path, default=FACES / "celebahq_male_005735.jpg")
-    ap.add_argument("--moves", type=int, default=100, help="slider moves per row of the table")
-    ap.add_argument("--interval", type=float, default=16.0, help="ms between moves in drag mode")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--photo", type=Path, default=PHOTO,
+                     help="photo (one face), aligned and inverted with the first encoder the model has of "
+                          + ", ".join(ENCODER_ORDER) + " (else 20 optimisation steps)")
+    src.add_argument("--random-face", action="store_true", help="edit a random face of the model instead of a photo")
+    ap.add_argument("--moves", type=_cli.int_at_least(2, "a drag needs two moves"), default=100,
+                    help="slider moves per row of the table")
+    ap.add_argument("--interval", type=_cli.float_at_least(0), default=16.0, help="ms between moves in drag mode")
+    ap.add_argument("--threads", type=_cli.int_at_least(1), default=None,
+                    help="torch intra-op threads (default: torch's)")
+    return ap
+
+
+def check_args(ap, args) -> None:
+    """Checks of the parsed arguments made before the window is built: an argparse error (exit 2)."""
+    if args.model is not None:
+        _cli.check_path(ap, args.model, "--model", "pass a model file or pack folder")
+    if not args.random_face:
+        _cli.check_image(ap, args.photo, "--photo", "pass --photo PATH of a photo with one face, or --random-face")
+
+
+def _error_shown(win, since: int) -> str | None:
+    """The first error / warning box the window showed after its first ``since`` messages."""
+    for kind, title, text in win.messages[since:]:
+        if kind in ("error", "warning"):
+            return f"{title}: {' '.join(str(text).split())}"
+    return None
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
+    check_args(ap, args)
 
     import torch
     from PySide6.QtWidgets import QApplication
@@ -128,17 +162,26 @@ def main(argv=None) -> int:
     win = MainWindow(model_path=args.model, settings=False, recovery_dir=False, recover="ignore")  # no autosave left behind, no modal recovery question
     win.resize(1280, 800)
     win.show()
-    if not pump(app, lambda: win.model is not None, 120):
-        raise SystemExit("the model did not load")
+    if not pump(app, lambda: win.model is not None or _error_shown(win, 0), 120):
+        raise SystemExit("error: the model did not load within 120 s")
+    if win.model is None:
+        raise SystemExit(f"error: the model did not load: {_error_shown(win, 0)}")
     m = win.model
-    if args.photo and args.photo.is_file():
+    if not args.random_face:
+        seen = len(win.messages)
         win.open_path(args.photo)
-        pump(app, lambda: win.aligned is not None, 120)
-        method = next((k for k in ("e2style", "psp", "e4e", "sae", "crg") if k in m.encoders), "optimize")
+        pump(app, lambda: win.aligned is not None or _error_shown(win, seen), 120)
+        if win.aligned is None:
+            why = _error_shown(win, seen) or "no face aligned within 120 s"
+            raise SystemExit(f"error: --photo {args.photo}: {why}")
+        method = next((k for k in ENCODER_ORDER if k in m.encoders), "optimize")
         win.set_method(method)
         win.optimize_steps = 20
         win.invert()
-        pump(app, lambda: win.pasted_image is not None, 300)
+        pump(app, lambda: win.pasted_image is not None or _error_shown(win, seen), 300)
+        if win.pasted_image is None:
+            raise SystemExit(f"error: inverting {args.photo.name} with {method} failed: "
+                             f"{_error_shown(win, seen) or 'no result within 300 s'}")
         source = f"{args.photo.name} inverted with {method}"
     else:
         win.random_face()

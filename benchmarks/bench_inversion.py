@@ -15,7 +15,6 @@ aligned the way the default pack's profile aligns photos; or ``--faces DIR`` of 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -31,9 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from studio.cli.common import resolve_model  # noqa: E402
+from studio.core.errors import StudioError  # noqa: E402
 from studio.core.formats import load_checkpoint  # noqa: E402
-from studio.core.inversion import available_methods, bundle_encoders, make_inverter  # noqa: E402
+from studio.core.inversion import METHODS, available_methods, bundle_encoders, make_inverter  # noqa: E402
 from studio.core.projector import ProjectorConfig  # noqa: E402
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
+
+UTKFACE_IMAGES = REPO.parent / "shared" / "data" / "utkface" / "images"
+FACE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def heldout_faces(n: int) -> list[tuple[str, np.ndarray]]:
@@ -41,7 +49,7 @@ def heldout_faces(n: int) -> list[tuple[str, np.ndarray]]:
     name-sorted list: names start with the age, so the first n would all be babies."""
     from trainers.data import is_heldout
 
-    root = REPO.parent / "shared" / "data" / "utkface" / "images"
+    root = UTKFACE_IMAGES
     if not root.is_dir():
         raise SystemExit(f"{root} not found: pass --faces DIR")
     files = sorted(p for p in root.iterdir() if is_heldout(p.name, 0.05))
@@ -51,7 +59,7 @@ def heldout_faces(n: int) -> list[tuple[str, np.ndarray]]:
 
 
 def folder_faces(d: Path, n: int) -> list[tuple[str, np.ndarray]]:
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))[:n]
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in FACE_SUFFIXES)[:n]
     return [(p.name, _load(p)) for p in files]
 
 
@@ -116,25 +124,54 @@ def table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--model", default=None, help="model file or pack folder (default: the embedded pack)")
+    ap.add_argument("--faces", type=Path, default=None,
+                    help="folder of aligned faces (png/jpg/webp) (default: held-out UTKFace chips)")
+    ap.add_argument("--n", type=_cli.int_at_least(1), default=10, help="number of faces")
+    ap.add_argument("--methods", type=_cli.name_list(METHODS, "method"), default=None,
+                    help=f"comma list out of {', '.join(METHODS)} (default: every method the model can run)")
+    ap.add_argument("--steps", type=_cli.int_at_least(1), default=None,
+                    help="optimisation steps of optimize / hybrid (default: the projector's)")
+    ap.add_argument("--threads", type=_cli.int_at_least(0), default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N")
+    ap.add_argument("--csv", type=Path, default=Path("bench_inversion.csv"), help="per-face rows written here")
+    ap.add_argument("--no-identity", action="store_true",
+                    help="skip the dlib identity similarity (faster; the column shows '-')")
+    return ap
+
+
+def check_args(ap, a) -> None:
+    """Checks of the parsed arguments made before the model is loaded: an argparse error (exit 2)."""
+    _cli.check_device(ap, a.device)
+    if a.model is not None:
+        _cli.check_path(ap, a.model, "--model", "pass a model file or pack folder")
+    if a.faces is not None:
+        _cli.check_image_dir(ap, a.faces, "--faces", suffixes=FACE_SUFFIXES)
+    elif not UTKFACE_IMAGES.is_dir():
+        ap.error(f"--faces: not given and the held-out UTKFace chips ({UTKFACE_IMAGES}) are not here; "
+                 f"pass --faces DIR of aligned faces")
+    _cli.check_out_file(ap, a.csv, "--csv")
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="model (default: the embedded pack)")
-    ap.add_argument("--faces", type=Path, default=None, help="folder of aligned faces (default: held-out UTKFace)")
-    ap.add_argument("--n", type=int, default=10, help="number of faces")
-    ap.add_argument("--methods", default=None, help="comma list (default: every available method)")
-    ap.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the projector's)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--csv", type=Path, default=Path("bench_inversion.csv"))
-    ap.add_argument("--no-identity", action="store_true")
+    ap = build_parser()
     a = ap.parse_args(argv)
+    check_args(ap, a)
     if a.threads:
         torch.set_num_threads(a.threads)
-    bundle = load_checkpoint(resolve_model(a.model))
+    try:
+        bundle = load_checkpoint(resolve_model(a.model))
+    except StudioError as e:
+        ap.error(f"--model: {' '.join(str(e).split())}")
     G = bundle.generator.to(a.device).eval()
     encoders = {k: v.to(a.device) for k, v in bundle_encoders(bundle).items()}
     infos = available_methods(G, encoders)
-    methods = a.methods.split(",") if a.methods else [m.name for m in infos if m.available]
+    can = [m.name for m in infos if m.available]
+    if a.methods:
+        _cli.check_choices(ap, a.methods, can, "--methods", f"for {bundle.path}")
+    methods = a.methods or can
     faces = folder_faces(a.faces, a.n) if a.faces else heldout_faces(a.n)
     cfg = None
     if a.steps is not None:
@@ -143,6 +180,7 @@ def main(argv=None) -> None:
           f"{torch.get_num_threads()} threads, device {a.device}")
     print(f"# model {bundle.path} ({G.img_resolution} px, {G.num_ws}x{G.w_dim}), {len(faces)} faces")
     rows = measure(G, encoders, methods, faces, cfg=cfg, with_identity=not a.no_identity)
+    a.csv.parent.mkdir(parents=True, exist_ok=True)
     with open(a.csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -24,7 +24,6 @@ with "ok" / "NOT MET". ``--out``: a JSON of every number and the psi-0.7 grid.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -41,17 +40,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import _cli  # noqa: E402
 import bench_inversion  # noqa: E402
 
 from studio.cli.common import resolve_model  # noqa: E402
+from studio.core.errors import StudioError  # noqa: E402
 from studio.core.formats import load_checkpoint  # noqa: E402
-from studio.core.inversion import ENCODER_METHODS, available_methods, bundle_encoders, make_inverter  # noqa: E402
+from studio.core.inversion import (  # noqa: E402
+    ENCODER_METHODS,
+    METHODS,
+    available_methods,
+    bundle_encoders,
+    make_inverter,
+)
 from studio.core.projector import ProjectorConfig  # noqa: E402
 
 UTKFACE = REPO.parent / "shared" / "data" / "utkface"
 LABELLER = REPO / "trainers" / "pack" / "labeller-utkface-64px.npz"
 FD_BAR, LPIPS_BAR, SPEED_BAR, SPEARMAN_BAR = 2.5, 1.5, 50.0, 0.8
 ATTRIBUTE_BARS = ("age", "gender", "smile")   # mouth_open is measured too, without a bar
+SECTIONS = ("generator", "encoders", "directions")
+FAST_ENCODERS = ("e2style", "psp", "e4e", "sae", "crg")  # --dir-method's default: the first the model has
 
 
 def _verdict(ok: bool) -> str:
@@ -68,7 +77,8 @@ def bench_generator(G, *, n: int, seed: int, out: Path | None, data: Path) -> di
     held = load_images(data, res, split="heldout")
     train = load_images(data, res, split="train")
     if len(held) < n:
-        raise SystemExit(f"only {len(held)} held-out chips for --fd-n {n}")
+        raise SystemExit(f"error: --fd-n {n}: only {len(held)} held-out chips in {data}; "
+                         f"pass --fd-n {len(held)} or less")
     rng = np.random.RandomState(seed)
     held_idx = np.sort(rng.choice(len(held), n, replace=False))
     train_idx = np.sort(rng.choice(len(train), n, replace=False))
@@ -178,31 +188,81 @@ def print_report(r: dict) -> None:
         print(f"\n## Directions\n{d['note']}")
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="model pack (default: the embedded pack)")
-    ap.add_argument("--only", default="generator,encoders,directions", help="comma list of sections")
-    ap.add_argument("--data", type=Path, default=UTKFACE, help="UTKFace folder (held-out split = the trainer's)")
-    ap.add_argument("--fd-n", type=int, default=500, help="samples / chips per FD set")
-    ap.add_argument("--invert-n", type=int, default=8, help="held-out chips for the inversion table")
-    ap.add_argument("--steps", type=int, default=None, help="projector steps (default: the projector's)")
-    ap.add_argument("--dir-n", type=int, default=50, help="held-out chips for the direction measurement")
-    ap.add_argument("--dir-method", default=None, help="inversion for those chips (default: the fastest encoder)")
-    ap.add_argument("--labeller", type=Path, default=LABELLER)
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--model", default=None, help="model file or pack folder (default: the embedded pack)")
+    ap.add_argument("--only", type=_cli.name_list(SECTIONS, "section"), default=",".join(SECTIONS),
+                    help=f"comma list of sections: {', '.join(SECTIONS)}")
+    ap.add_argument("--data", type=Path, default=UTKFACE,
+                    help="UTKFace folder of the generator section's FD sets (held-out split = the trainer's; "
+                         "the encoders and directions sections always use the held-out chips of the shared UTKFace)")
+    ap.add_argument("--fd-n", type=_cli.int_at_least(2, "FD and KID need at least 2 samples per side"), default=500,
+                    help="samples / chips per FD set")
+    ap.add_argument("--invert-n", type=_cli.int_at_least(1), default=8, help="held-out chips for the inversion table")
+    ap.add_argument("--steps", type=_cli.int_at_least(1), default=None,
+                    help="projector steps of optimize / hybrid (default: the projector's)")
+    ap.add_argument("--dir-n", type=_cli.int_at_least(1), default=50,
+                    help="held-out chips for the direction measurement")
+    ap.add_argument("--dir-method", default=None, choices=list(METHODS), metavar="METHOD",
+                    help=f"inversion for those chips, one of {', '.join(METHODS)} "
+                         f"(default: the first encoder the model has of {', '.join(FAST_ENCODERS)}, else optimize)")
+    ap.add_argument("--labeller", type=Path, default=LABELLER,
+                    help="age / gender probes for the directions section (made by python -m trainers.pack.directions)")
     ap.add_argument("--no-identity", action="store_true", help="skip dlib identity in the inversion table")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="folder for report.json and the sample grid")
+    ap.add_argument("--threads", type=_cli.int_at_least(0), default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--seed", type=_cli.int_in_range(0, 2 ** 32 - 1 - 123), default=0,
+                    help="seed of the FD sets' sampling and of the generated faces")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder for report.json and the sample grid (default: none, the report is only printed)")
+    return ap
+
+
+def heldout_upper_bound(data: Path) -> int:
+    """Images under ``data`` in the trainer's held-out split, before its duplicate removal (cheap: names only)."""
+    from trainers.data import is_heldout, list_images
+
+    return sum(is_heldout(p.name, 0.05) for p in list_images(data))
+
+
+def check_args(ap, a) -> None:
+    """Checks of the parsed arguments made before the model is loaded: an argparse error (exit 2)."""
+    if a.model is not None:
+        _cli.check_path(ap, a.model, "--model", "pass a model file or pack folder")
+    if "directions" in a.only:
+        _cli.check_file(ap, a.labeller, "--labeller",
+                        "make it with `python -m trainers.pack.directions` (its labeller-*.npz) or pass --labeller")
+    if a.out is not None:
+        _cli.check_out_dir(ap, a.out, "--out")
+    if "generator" in a.only:
+        _cli.check_image_dir(ap, a.data, "--data", recursive=True, hint="pass --data UTKFACE_FOLDER")
+        held = heldout_upper_bound(a.data)
+        if held < a.fd_n:
+            ap.error(f"--fd-n {a.fd_n}: {a.data} has only {held} held-out images; pass --fd-n {held} or less")
+    if {"encoders", "directions"} & set(a.only) and not bench_inversion.UTKFACE_IMAGES.is_dir():
+        ap.error(f"--only: the encoders and directions sections need the held-out UTKFace chips in "
+                 f"{bench_inversion.UTKFACE_IMAGES}; pass --only generator")
+
+
+def main(argv=None) -> None:
+    ap = build_parser()
     a = ap.parse_args(argv)
+    check_args(ap, a)
     if a.threads:
         torch.set_num_threads(a.threads)
-    sections = {s.strip() for s in a.only.split(",") if s.strip()}
-    bad = sections - {"generator", "encoders", "directions"}
-    if bad:
-        raise SystemExit(f"--only: unknown section(s) {sorted(bad)}")
-    bundle = load_checkpoint(resolve_model(a.model))
+    sections = set(a.only)
+    try:
+        bundle = load_checkpoint(resolve_model(a.model))
+    except StudioError as e:
+        ap.error(f"--model: {' '.join(str(e).split())}")
     G = bundle.generator.eval()
     encoders = bundle_encoders(bundle)
+    method = a.dir_method
+    if method is None:
+        fast = [m for m in FAST_ENCODERS if m in encoders]
+        method = fast[0] if fast else "optimize"
+    elif "directions" in sections:
+        _cli.check_choices(ap, [method], [m.name for m in available_methods(G, encoders) if m.available],
+                           "--dir-method", f"for {bundle.path}")
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -215,10 +275,6 @@ def main(argv=None) -> None:
     if "encoders" in sections:
         report["encoders"] = bench_encoders(G, encoders, n=a.invert_n, steps=a.steps, identity=not a.no_identity)
     if "directions" in sections:
-        method = a.dir_method
-        if method is None:
-            fast = [m for m in ("e2style", "psp", "e4e", "sae", "crg") if m in encoders]
-            method = fast[0] if fast else "optimize"
         report["directions"] = bench_directions(G, bundle, encoders, n=a.dir_n, method=method, steps=a.steps,
                                                 labeller=a.labeller)
     print_report(report)

@@ -20,7 +20,6 @@ including that editing when ``--edit`` is given.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -29,6 +28,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO.parent / "shared" / "data" / "faces" / "celebahq_male_005735.jpg"
@@ -50,10 +54,22 @@ win.show()
 QTimer.singleShot(0, lambda: mark("window"))
 edit = os.environ.get("BENCH_EDIT") == "1"
 photo = os.environ.get("BENCH_PHOTO", "")
+done = []
 def finish():
+    if done:
+        return
+    done.append(1)
     print("BENCH " + json.dumps(marks), flush=True)
     win.shutdown()
     app.quit()
+def on_message(kind, title, text):
+    # an error or warning box (no model, no face in the photo, ...): the run failed; say why
+    if kind in ("error", "warning") and not done:
+        marks.setdefault("error", f"{title}: {' '.join(str(text).split())}")
+        QTimer.singleShot(0, finish)
+def on_timeout():
+    marks["timed_out"] = True
+    finish()
 def on_model():
     mark("model")
     if not edit:
@@ -67,6 +83,7 @@ def on_inverted():
     mark("inverted")
     s = next(iter(win._sliders.values()), None)
     if s is None:
+        marks.setdefault("error", "the model has no direction slider to move")
         QTimer.singleShot(0, finish)
         return
     lo, hi = s.slider.minimum(), s.slider.maximum()
@@ -80,7 +97,8 @@ win.model_loaded.connect(on_model)
 win.photo_ready.connect(on_photo)
 win.inversion_finished.connect(on_inverted)
 win.frame_shown.connect(on_frame)
-QTimer.singleShot(int(float(os.environ.get("BENCH_TIMEOUT", "120")) * 1000), finish)
+win.message_shown.connect(on_message)
+QTimer.singleShot(int(float(os.environ.get("BENCH_TIMEOUT", "120")) * 1000), on_timeout)
 app.exec()
 """
 
@@ -110,27 +128,99 @@ def one_run_rss(*, edit: bool, photo: Path, platform_name: str, timeout: float) 
     return marks
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
+LABELS = {"window": "window usable", "model": "default pack loaded", "photo": "photo aligned",
+          "inverted": "inverted (fastest)", "edited": "slider edit shown"}
+
+
+def run_failure(marks: dict, *, edit: bool, timeout: float) -> str | None:
+    """Why a run did not get through every stage it should have (None: it did): the error the app
+    showed (e.g. no face in the photo), or the stage it did not reach within ``timeout``."""
+    expected = ["window", "model"] + (["photo", "inverted", "edited"] if edit else [])
+    missing = next((k for k in expected if k not in marks), None)
+    if marks.get("error"):
+        return marks["error"] + (f" (did not reach: {LABELS[missing]})" if missing else "")
+    if missing is None:
+        return None
+    if marks.get("timed_out"):
+        return f"did not reach '{LABELS[missing]}' within --timeout {timeout:g} s"
+    return f"the app stopped before '{LABELS[missing]}'"
+
+
+def qt_platforms() -> list[str] | None:
+    """Names of the Qt platform plugins PySide6 ships here (None: cannot tell)."""
+    try:
+        from PySide6.QtCore import QLibraryInfo
+
+        d = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms"
+        names = sorted({p.name.split(".")[0].removeprefix("lib").removeprefix("q") for p in d.iterdir()})
+    except (ImportError, OSError, AttributeError):
+        return None
+    return names or None
+
+
+def check_platform(ap, value: str) -> None:
+    """--platform: every name of a QT_QPA_PLATFORM value ('offscreen', 'xcb:opt', 'wayland;xcb') is a
+    plugin PySide6 has, and xcb / wayland have a display to talk to."""
+    known = qt_platforms()
+    names = [part.split(":")[0].strip() for part in value.split(";") if part.strip()]
+    if not names:
+        ap.error("--platform: empty; pass a Qt platform such as offscreen or xcb")
+    if known is not None:
+        bad = [n for n in names if not any(n == k or n.startswith(k + "-") for k in known)]
+        if bad:
+            ap.error(f"--platform: unknown Qt platform {', '.join(map(repr, bad))}; this PySide6 has "
+                     f"{', '.join(known)}")
+    if len(names) == 1:  # a fallback list may name a platform without a display
+        if names[0] == "xcb" and not os.environ.get("DISPLAY"):
+            ap.error("--platform xcb: DISPLAY is not set (no X server); use --platform offscreen")
+        if names[0].startswith("wayland") and not os.environ.get("WAYLAND_DISPLAY"):
+            ap.error(f"--platform {names[0]}: WAYLAND_DISPLAY is not set; use --platform offscreen")
+
+
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--runs", type=_cli.int_at_least(1), default=5, help="cold starts (fresh processes) to time")
     ap.add_argument("--edit", action="store_true", help="also open a photo, invert it and move a slider")
-    ap.add_argument("--photo", type=Path, default=PHOTO)
+    ap.add_argument("--photo", type=Path, default=PHOTO, help="photo (one face) opened with --edit")
     ap.add_argument("--platform", default="offscreen", help="QT_QPA_PLATFORM of the child (offscreen, xcb, ...)")
-    ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a run gives up")
-    ap.add_argument("--json", type=Path, default=None, help="write the per-run numbers here")
+    ap.add_argument("--timeout", type=_cli.float_at_least(0, strict=True), default=120.0,
+                    help="seconds before a run gives up (the run then fails)")
+    ap.add_argument("--json", type=Path, default=None, help="JSON file for the per-run numbers (default: none written)")
+    return ap
+
+
+def check_args(ap, a) -> None:
+    """Checks of the parsed arguments made before the first run: an argparse error (exit 2)."""
+    if a.edit:
+        _cli.check_image(ap, a.photo, "--photo", "pass --photo PATH of a photo with one face")
+    elif a.photo != PHOTO:
+        ap.error("--photo is only used with --edit; add --edit (or leave --photo out)")
+    check_platform(ap, a.platform)
+    if a.json is not None:
+        _cli.check_out_file(ap, a.json, "--json")
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     a = ap.parse_args(argv)
-    if a.edit and not a.photo.is_file():
-        raise SystemExit(f"{a.photo} not found: pass --photo")
+    check_args(ap, a)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"QT_QPA_PLATFORM={a.platform}, {a.runs} runs" + (", with an edit" if a.edit else ""))
-    runs = [one_run_rss(edit=a.edit, photo=a.photo, platform_name=a.platform, timeout=a.timeout) for _ in range(a.runs)]
+    runs = []
+    for i in range(a.runs):
+        r = one_run_rss(edit=a.edit, photo=a.photo, platform_name=a.platform, timeout=a.timeout)
+        runs.append(r)
+        why = run_failure(r, edit=a.edit, timeout=a.timeout)
+        if why:
+            if a.json:
+                _write_json(a.json, runs)
+            print(f"error: run {i + 1} of {a.runs} failed: {why}", file=sys.stderr)
+            return 1
     keys = [k for k in ("window", "model", "photo", "inverted", "edited") if all(k in r for r in runs)]
     print(f"\n{'stage':<24} {'median s':>9} {'min s':>7} {'max s':>7}")
-    labels = {"window": "window usable", "model": "default pack loaded", "photo": "photo aligned",
-              "inverted": "inverted (fastest)", "edited": "slider edit shown"}
     for k in keys:
         v = [r[k] for r in runs]
-        print(f"{labels[k]:<24} {statistics.median(v):>9.2f} {min(v):>7.2f} {max(v):>7.2f}")
+        print(f"{LABELS[k]:<24} {statistics.median(v):>9.2f} {min(v):>7.2f} {max(v):>7.2f}")
     rss = [r["peak_rss_mb"] for r in runs]
     print(f"{'peak RSS (MB)':<24} {statistics.median(rss):>9.0f} {min(rss):>7.0f} {max(rss):>7.0f}")
     w = statistics.median(r["window"] for r in runs)
@@ -139,8 +229,14 @@ def main(argv=None) -> None:
           f"(the default pack is loaded in the background by {m:.2f} s); peak RSS {max(rss):.0f} MB: "
           f"bar <= {RSS_BAR_MB} MB {'ok' if max(rss) <= RSS_BAR_MB else 'NOT MET'}")
     if a.json:
-        a.json.write_text(json.dumps(runs, indent=1))
+        _write_json(a.json, runs)
+    return 0
+
+
+def _write_json(path: Path, runs: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(runs, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,7 +10,6 @@ Each cell runs the real trainer (``python -m trainers.stylegan2``) for a few war
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,6 +18,13 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+try:
+    from . import _cli
+except ImportError:  # run as a script (benchmarks/ is sys.path[0]) or imported with benchmarks/ on the path
+    import _cli
+
+DISCRIMINATORS = ("residual", "projected")
 
 
 def run_cell(cfg: str, d: str, procs: int, steps: int, data: str, cache: str) -> dict:
@@ -37,26 +43,54 @@ def run_cell(cfg: str, d: str, procs: int, steps: int, data: str, cache: str) ->
             return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
         recs = [json.loads(x) for f in Path(tmp).glob("*/metrics.jsonl") for x in f.read_text().splitlines() if x.strip()]
         steps_recs = [x for x in recs if "sec_per_kimg" in x][3:]  # drop warm-up
+        if not steps_recs:
+            return {"error": f"no timed steps in the trainer's metrics.jsonl ({len(recs)} records)"}
         spk = sorted(x["sec_per_kimg"] for x in steps_recs)
         rss = max(x["rss_mb"] for x in steps_recs)
         return {"sec_per_kimg": spk[len(spk) // 2], "rss_mb": rss, "steps": len(spk)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cfgs", default="cpu64,cpu128")
-    ap.add_argument("--ds", default="residual,projected")
-    ap.add_argument("--procs", default="1,2")
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
-    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "stylestudio" / "datasets"))
-    args = ap.parse_args()
+def preset_list(text: str) -> list[str]:
+    """--cfgs: a comma list of the trainer's --cfg presets (read from trainers.stylegan2, so they stay in step)."""
+    from trainers.stylegan2 import PRESETS
+
+    return _cli.name_list(sorted(PRESETS), "preset")(text)
+
+
+def build_parser():
+    ap = _cli.make_parser(__doc__, __file__)
+    ap.add_argument("--cfgs", type=preset_list, default="cpu64,cpu128",
+                    help="comma list of trainer presets (the --cfg choices of python -m trainers.stylegan2)")
+    ap.add_argument("--ds", type=_cli.name_list(DISCRIMINATORS, "discriminator"), default=",".join(DISCRIMINATORS),
+                    help=f"comma list of discriminators: {', '.join(DISCRIMINATORS)}")
+    ap.add_argument("--procs", type=_cli.int_list(1), default="1,2",
+                    help="comma list of process counts: 1 = one process with all cores as threads, "
+                         "N > 1 = torchrun with N processes sharing the cores")
+    ap.add_argument("--steps", type=_cli.int_at_least(1), default=8,
+                    help="timed training steps per cell (after 3 warm-up steps)")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"),
+                    help="folder of face images the trainer reads")
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "stylestudio" / "datasets"),
+                    help="the trainer's decoded-dataset cache folder (--data-cache)")
+    return ap
+
+
+def check_args(ap, args) -> None:
+    """Checks of the parsed arguments made before any trainer starts: an argparse error (exit 2)."""
+    _cli.check_image_dir(ap, args.data, "--data", recursive=True)
+    _cli.check_out_dir(ap, args.cache, "--cache")
+
+
+def main(argv=None) -> None:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    check_args(ap, args)
     print(f"# bench_train_gan: {os.cpu_count()} cores, data {args.data}")
     print("| cfg | D | processes | sec/kimg (median) | peak RSS MB (rank 0) | timed steps |")
     print("|---|---|---|---|---|---|")
-    for cfg in args.cfgs.split(","):
-        for d in args.ds.split(","):
-            for procs in map(int, args.procs.split(",")):
+    for cfg in args.cfgs:
+        for d in args.ds:
+            for procs in args.procs:
                 r = run_cell(cfg, d, procs, args.steps, args.data, args.cache)
                 if "error" in r:
                     print(f"| {cfg} | {d} | {procs} | error: {r['error'][:80]} | | |", flush=True)
