@@ -80,8 +80,8 @@ for pair in $g_runs; do
     --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" --lr-decay-kimg "${GPU_G_LR_DECAY_KIMG:-0}" \
     --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots "${GPU_KEEP_SNAPSHOTS:-24}" &
 done
-# GPU_G_SCRATCH="AUG ..." (e.g. "diffaugment ada"): new generators from scratch instead, one per
-# augment setting, side by side (cpu64-wide, projected D, batch GPU_G_BATCH=256, lr 0.0025, averages
+# GPU_G_SCRATCH="AUG[/D] ..." (e.g. "diffaugment ada diffaugment/residual"): new generators from scratch
+# instead, one per entry, side by side (cpu64-wide, D projected unless /residual, batch GPU_G_BATCH=256, lr 0.0025, averages
 # GPU_G_EMAS), each measuring its FD-VGG16 on GPU_FD_N=500 held-out chips every GPU_FD_KIMG=20 kimg
 # for G_ema and each longer average and keeping the best of each (best.safetensors,
 # best-ema<K>.safetensors). Needs in .gpu: the data packed with `--heldout 500` (the in-run FD's
@@ -89,9 +89,10 @@ done
 # backbone's: 7.36 against 7.44 for the shipped generator); the generator-resume snapshot can stay out
 # of the tree. Each run returns its lowest-FD average (G_new_<AUG>_best.safetensors, float16), the
 # run with the lowest FD also its compact resume snapshot (G_new_<AUG>_compact.safetensors).
-for aug in $g_scratch; do
-  train "pack-g-new-$aug" trainers.stylegan2 --cfg cpu64-wide --d projected --augment "$aug" \
-    --lr-g 0.0025 --lr-d 0.0025 --desc "pack-g-new-$aug" "${common[@]}" --batch "${GPU_G_BATCH:-256}" \
+for spec in $g_scratch; do
+  aug=${spec%%/*} d=projected; [ "$spec" != "$aug" ] && d=${spec#*/}
+  train "pack-g-new-${spec//\//-}" trainers.stylegan2 --cfg cpu64-wide --d "$d" --augment "$aug" \
+    --lr-g 0.0025 --lr-d 0.0025 --desc "pack-g-new-${spec//\//-}" "${common[@]}" --batch "${GPU_G_BATCH:-256}" \
     --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" --metrics-every-kimg "${GPU_FD_KIMG:-20}" \
     --fd-samples "${GPU_FD_N:-500}" --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 \
     --keep-snapshots 2 &
@@ -167,7 +168,7 @@ for pair in $g_runs; do
 done
 collect_new() {  # from-scratch runs: each one's lowest-FD average; the best run's compact too
   local aug run best="" best_fd="" line
-  for aug in $g_scratch; do
+  for aug in ${g_scratch//\//-}; do
     run=$(ls -d "$ROOT"/*-pack-g-new-"$aug" 2>/dev/null | tail -n 1)
     [ -n "$run" ] || { echo "pack-g-new-$aug: no run dir"; continue; }
     grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 1
