@@ -1434,7 +1434,8 @@ class MainWindow(QMainWindow):
         self.undo_action.setText(f"&Undo {s.undo_text}" if s and s.can_undo else "&Undo")
         self.redo_action.setText(f"&Redo {s.redo_text}" if s and s.can_redo else "&Redo")
         has = s is not None
-        self.setWindowModified(bool(has and s.modified))
+        if self.isWindowModified() != bool(has and s.modified):  # (this runs on every slider step)
+            self.setWindowModified(bool(has and s.modified))
         self.save_action.setEnabled(has)
         self.export_aligned_action.setEnabled(has and self.edit_image is not None)
         self.export_photo_action.setEnabled(has and self.photo is not None and self.pasted_image is not None)
