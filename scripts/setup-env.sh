@@ -30,7 +30,10 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# PyTorch first, pinned to the CPU build this project is tested with (any 2.2+ works).
-.venv/bin/python -c 'import torch' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+# PyTorch first, pinned to the version this project is tested with (any 2.2+ works). On Linux, PyPI's
+# torch is the CUDA build (it runs on the CPU too, but with its CUDA libraries is several GB); for the CPU-only build
+# (~200 MB) set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu.
+.venv/bin/python -c 'import torch' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check \
+  ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extras}"
 echo "StyleStudio is installed in .venv"
