@@ -35,7 +35,8 @@ def describe(bundle) -> dict:
     out["parameters"] = params
     out["parameters_total"] = sum(params.values())
     if bundle.encoder is not None:
-        out["encoder"] = bundle.meta.get("encoder_kind", bundle.format)
+        kind = getattr(getattr(bundle.encoder, "config", None), "kind", None)  # an EncoderPipeline's
+        out["encoder"] = bundle.meta.get("encoder_kind") or kind or bundle.format
     for key in ("licence", "alignment_profile"):
         if key in bundle.meta:
             out[key] = bundle.meta[key]

@@ -67,3 +67,22 @@ def test_train_dispatches_to_each_trainer(trainer, flag, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", trainer, "--help"])
     assert e.value.code == 0 and flag in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["e2style", "crg"])
+def test_info_names_the_kind_of_an_encoder_file(kind, tmp_path, capsys):
+    """An encoder trainer's output (encoder + its generator in one file) shows its kind, not the format."""
+    from studio.core.formats import ModelBundle, stylestudio_fmt
+    from studio.core.nets.encoding import EncoderPipeline
+    from studio.core.nets.light import light_encoder
+    from studio.core.nets.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=32, w_dim=32, img_resolution=32, channel_base=512, channel_max=32).eval()
+    la = G.mapping.w_avg.unsqueeze(0).repeat(G.num_ws, 1)
+    pipe = EncoderPipeline(light_encoder(kind, num_ws=G.num_ws, w_dim=32, input_size=32, width=8), G, la,
+                           kind=kind, out_size=32).eval()
+    f = stylestudio_fmt.save(ModelBundle(format="stylestudio", path="", generator=G, encoder=pipe, latent_avg=la),
+                             tmp_path / "best.safetensors")
+    assert main(["info", str(f), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["encoder"] == kind
