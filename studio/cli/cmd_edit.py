@@ -66,6 +66,9 @@ def register(sub) -> None:
     p.add_argument("--paste", default=None, metavar="IMAGE",
                    help="for a photo: also write the photo with the edited face pasted back (full resolution; "
                         "the rest of the photo unchanged)")
+    p.add_argument("--paste-mode", choices=["change", "replace"], default=None,
+                   help="with --paste: add only the change the edit makes, keeping the photo's detail "
+                        "(change, default), or replace the photo's face with the generated one (replace)")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
                    help="per-pixel noise: const (the model's fixed maps, reproducible; default), random or none")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -320,6 +323,8 @@ def run(args) -> int:
             flags = " and ".join(given)
             raise StudioError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} when the input is a "
                               f"photo; {inp} is a {'project' if kind == 'project' else 'latent'} (drop {flags})")
+    if getattr(args, "paste_mode", None) is not None and not paste_out:
+        raise StudioError("--paste-mode only applies with --paste IMAGE (the photo with the edit pasted back)")
     if invert_steps is not None and invert_steps < 1:
         raise StudioError(f"--invert-steps must be at least 1, got {invert_steps}")
     if kind == "project":
@@ -415,7 +420,12 @@ def run(args) -> int:
         from studio.core.imageio import load_image
         from studio.core.paste import paste_back
 
-        pasted = paste_back(load_image(inp)[0], edited, transform)
+        base = None
+        if (getattr(args, "paste_mode", None) or "change") == "change":  # the unedited reconstruction, rendered alike
+            with torch.inference_mode():
+                base = to_uint8(EditSession(latent, w_avg=G.w_avg).render(G, noise_mode=args.noise_mode,
+                                                                        device=device))[0]
+        pasted = paste_back(load_image(inp)[0], edited, transform, base_aligned=base)
     out = save_image(args.out, edited)
     print(f"wrote {out} ({G.img_resolution}x{G.img_resolution})")
     if pasted is not None:

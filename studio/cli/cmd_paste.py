@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--feather", type=float, default=0.04,
                    help="mask softness, fraction of the aligned image side (default 0.04)")
     p.add_argument("--color-match", action="store_true", help="match the face's colour statistics to the photo")
+    p.add_argument("--base", default=None, metavar="RECON",
+                   help="the unedited reconstruction (e.g. `stylestudio invert`'s <stem>_recon.png): paste only "
+                        "the change ALIGNED_EDIT makes over it, keeping the photo's own detail")
     p.set_defaults(func=run)
 
 
@@ -106,8 +109,12 @@ def run(args) -> int:
     from studio.core.paste import paste_back
 
     dest = Path(args.out) if args.out else Path(args.edit).parent / f"{Path(args.original).stem}_pasted.png"
+    base_path = getattr(args, "base", None)
     check_outputs([(dest, "--out" if args.out else "the default output", True)],
-                  [args.edit, args.original, args.transform])
+                  [args.edit, args.original, args.transform, base_path])
+    if base_path is not None and args.color_match:
+        raise StudioError("--color-match and --base do not go together: with --base only the change is pasted, "
+                          "in the photo's own colours")
     try:
         doc = json.loads(Path(args.transform).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -128,9 +135,16 @@ def run(args) -> int:
     if edit.shape[0] != edit.shape[1]:
         raise ImageError(args.edit, f"the edited face must be a square aligned image, got "
                                     f"{edit.shape[1]}x{edit.shape[0]}")
+    base = None
+    if base_path is not None:
+        base, _ = load_image(base_path)
+        if base.shape != edit.shape:
+            raise ImageError(base_path, f"the unedited reconstruction is {base.shape[1]}x{base.shape[0]} but the "
+                                        f"edit is {edit.shape[1]}x{edit.shape[0]}; pass images of the same size")
     if not 0.0 <= args.feather <= 0.5:
         raise StudioError(f"--feather must be between 0 and 0.5, got {args.feather}")
-    out = paste_back(photo, edit, tf, mask=args.mask, feather=args.feather, color_match=args.color_match)
+    out = paste_back(photo, edit, tf, mask=args.mask, feather=args.feather, color_match=args.color_match,
+                     base_aligned=base)
     save_image(dest, out)
     print(f"wrote {dest}")
     return 0

@@ -262,11 +262,12 @@ def random_latent(G, seed: int) -> np.ndarray:
     return ws[0].float().cpu().numpy().copy()
 
 
-def paste(photo: PhotoFaces, edited_aligned: np.ndarray, transform) -> np.ndarray:
-    """The photo with the edited aligned face pasted back (H, W, 3) uint8."""
+def paste(photo: PhotoFaces, edited_aligned: np.ndarray, transform, *, base: np.ndarray | None = None) -> np.ndarray:
+    """The photo with the edited aligned face pasted back (H, W, 3) uint8. ``base``: the unedited
+    reconstruction: only the change the edit makes is added (the photo keeps its own detail)."""
     from studio.core.paste import paste_back
 
-    return paste_back(photo.image, edited_aligned, transform)
+    return paste_back(photo.image, edited_aligned, transform, base_aligned=base)
 
 
 def refine(model: LoadedModel, aligned_image: np.ndarray, start, *, steps: int = 60, preview_every: int = 5,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -167,6 +168,7 @@ class MainWindow(QMainWindow):
         self.render_worker: RenderWorker | None = None
         self.edit_image: np.ndarray | None = None    # last final render (R, R, 3) uint8
         self.pasted_image: np.ndarray | None = None  # photo with the edit pasted back
+        self._paste_base: tuple | None = None  # (key, unedited render) of "Keep the photo's detail"
         self._shown_gen = 0
         self._invert_job = None
         self._pending_saves: dict = {}    # project saves submitted but not yet written
@@ -222,6 +224,12 @@ class MainWindow(QMainWindow):
         self.show_original = QCheckBox("Show original (before)")
         self.show_original.setToolTip("Compare the edit with the original face and photo (Ctrl+B)")
         self.show_original.toggled.connect(self._refresh_canvas)
+        self.keep_detail = QCheckBox("Keep the photo's detail")
+        self.keep_detail.setToolTip("Paste only the change your edit makes, so the photo keeps its own detail and "
+                                    "identity (best for shading, colour and moderate shape edits).\nOff: the "
+                                    "generated face replaces the photo's face (best for large changes of shape).")
+        self.keep_detail.setChecked(True)
+        self.keep_detail.toggled.connect(self._keep_detail_toggled)
         canvas = QWidget()
         cl = QVBoxLayout(canvas)
         row = QSplitter(Qt.Orientation.Horizontal)
@@ -229,7 +237,11 @@ class MainWindow(QMainWindow):
         row.addWidget(self.photo_view)
         self.canvas_splitter = row
         cl.addWidget(row, 1)
-        cl.addWidget(self.show_original)
+        checks = QHBoxLayout()
+        checks.addWidget(self.show_original)
+        checks.addWidget(self.keep_detail)
+        checks.addStretch(1)
+        cl.addLayout(checks)
 
         # inversion panel
         inv = QGroupBox("Inversion")
@@ -1503,11 +1515,8 @@ class MainWindow(QMainWindow):
             self.edit_image = img
             self.copy_action.setEnabled(True)
             self.export_aligned_action.setEnabled(self.session is not None)
-            if current and self.photo is not None and self.aligned is not None and self._edits_this_face():
-                photo, transform = self.photo, self.aligned.transform
-                self.jobs.submit(lambda ctx: ws_ops.paste(photo, img, transform), name="paste", key="paste",
-                                 on_done=lambda out: self._pasted(gen, out),
-                                 on_error=lambda e: self.show_error("Cannot paste the face back", e))
+            if current:
+                self._paste(gen, img)
         if not self.show_original.isChecked():
             self.edit_view.set_array(img)
         kind = "final" if final else "preview"
@@ -1524,6 +1533,40 @@ class MainWindow(QMainWindow):
         """Whether the session's latent was inverted from the face now open (else it is of another
         face, and is not pasted into this photo or refined towards it)."""
         return self._source_token == self._face_token
+
+    def _paste(self, gen: int, img: np.ndarray) -> None:
+        """Paste render ``gen`` (the final frame ``img``) into the photo, on a worker: the change only
+        (Keep the photo's detail: the unedited reconstruction, rendered once per source latent, is
+        its base) or the whole face."""
+        if self.photo is None or self.aligned is None or self.session is None or not self._edits_this_face():
+            return
+        photo, transform = self.photo, self.aligned.transform
+        base_of = None
+        if self.keep_detail.isChecked() and self.model is not None:
+            source = self.session.state.source
+            if np.array_equal(self.session.ws(), source):
+                base_of = lambda: img  # noqa: E731 - no edit: the render is its own base (the photo comes back as is)
+            else:
+                G, key = self.model.G, (id(self.model), hashlib.blake2b(source.tobytes(), digest_size=16).digest())
+                source = source.copy()
+
+                def base_of():
+                    cached = self._paste_base
+                    if cached is None or cached[0] != key:
+                        cached = self._paste_base = (key, ws_ops.render_latent(G, source))
+                    return cached[1]
+
+        def job(ctx):
+            return ws_ops.paste(photo, img, transform, base=None if base_of is None else base_of())
+
+        self.jobs.submit(job, name="paste", key="paste", on_done=lambda out: self._pasted(gen, out),
+                         on_error=lambda e: self.show_error("Cannot paste the face back", e))
+
+    def _keep_detail_toggled(self, on: bool) -> None:
+        if self.settings is not None:
+            self.settings.setValue("keep_detail", on)
+        if self.edit_image is not None and self.render_worker is not None:
+            self._paste(self.render_worker.latest_generation, self.edit_image)
 
     def _pasted(self, gen: int, out: np.ndarray) -> None:
         if self.render_worker is None or gen != self.render_worker.latest_generation:
@@ -1569,6 +1612,8 @@ class MainWindow(QMainWindow):
         extra = {"image": what}
         if self.photo is not None:
             extra["photo"] = Path(self.photo.path).name
+            if what == "photo":
+                extra["paste"] = "change" if self.keep_detail.isChecked() else "replace"
         if self.last_inversion is not None:
             extra["inversion"] = self.last_inversion.method
         ref = self.session.mixer.reference
@@ -1848,6 +1893,11 @@ class MainWindow(QMainWindow):
         st = self.settings.value("splitter")
         if st is not None:
             self.splitter.restoreState(st)
+        keep = self.settings.value("keep_detail")
+        if keep is not None:  # QSettings' ini files give "true" / "false" back as strings
+            self.keep_detail.blockSignals(True)
+            self.keep_detail.setChecked(str(keep).lower() in ("true", "1"))
+            self.keep_detail.blockSignals(False)
 
     def closeEvent(self, e):  # noqa: N802 (Qt)
         if self.confirm_close and not self._closed and not self._may_close():

@@ -116,7 +116,7 @@ def test_edit_pastes_the_edited_face_back_into_the_photo(model, tmp_path, capsys
     photo = FACES / "celebahq_female_039913.jpg"
     out, pasted = tmp_path / "e.png", tmp_path / "photo_edit.png"
     assert main(["edit", str(photo), "--model", str(path), "--invert-steps", "3", "--direction", "sefa0=2",
-                 "--out", str(out), "--paste", str(pasted)]) == 0
+                 "--out", str(out), "--paste", str(pasted), "--paste-mode", "replace"]) == 0
     img = load_image(photo)[0]
     transform = align_face(img, detect_faces(img)[0].landmarks, get_profile(None)).transform
     got = np.asarray(Image.open(pasted))
@@ -124,6 +124,13 @@ def test_edit_pastes_the_edited_face_back_into_the_photo(model, tmp_path, capsys
     assert np.array_equal(got, paste_back(img, np.asarray(Image.open(out)), transform))
     assert np.array_equal(got[:40, :40], img[:40, :40]) and not np.array_equal(got, img)
     assert "the edit pasted back" in capsys.readouterr().out
+    # the default: the change only; with no edit, the photo comes back as it was
+    assert main(["edit", str(photo), "--model", str(path), "--invert-steps", "3", "--out", str(out),
+                 "--paste", str(pasted)]) == 0
+    assert np.array_equal(np.asarray(Image.open(pasted)), img)
+    assert main(["edit", str(photo), "--model", str(path), "--invert-steps", "3", "--out", str(out),
+                 "--paste-mode", "replace"]) == 2
+    assert "--paste-mode only applies with --paste" in capsys.readouterr().err
     np.save(tmp_path / "w.npy", np.zeros((8, 32), np.float32))
     assert main(["edit", str(tmp_path / "w.npy"), "--model", str(path), "--out", str(tmp_path / "x.png"),
                  "--paste", str(tmp_path / "y.png")]) == 2

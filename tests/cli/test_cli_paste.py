@@ -92,3 +92,32 @@ def test_paste_malformed_transforms_are_one_line_errors(aligned, tmp_path, capsy
     assert main(["paste", str(edit), str(orig), str(tmp_path / "two.json"), "--face", "1",
                  "--out", str(tmp_path / "f.png")]) == 2
     _one_line_error(capsys, "entry 1 (b.png)", "no 'transform'")
+
+
+def test_paste_with_base_adds_only_the_change(aligned, tmp_path, capsys):
+    """--base: the edit's change over the unedited reconstruction; the edit as its own base gives the
+    photo back unchanged. Refused with --color-match or a base of another size."""
+    from studio.core.align import AlignTransform
+    from studio.core.paste import paste_back
+
+    d, edit, orig, tf = aligned
+    photo = np.asarray(Image.open(orig).convert("RGB"))
+    assert main(["paste", str(edit), str(orig), str(tf), "--base", str(edit), "--out", str(tmp_path / "same.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "same.png")), photo)
+    face = np.asarray(Image.open(edit))
+    darker = Image.fromarray((face * 0.7).astype(np.uint8))
+    darker.save(tmp_path / "darker.png")
+    assert main(["paste", str(tmp_path / "darker.png"), str(orig), str(tf), "--base", str(edit),
+                 "--out", str(tmp_path / "out.png")]) == 0
+    t = AlignTransform.from_dict(json.loads(tf.read_text())["items"][0]["transform"])
+    expect = paste_back(photo, np.asarray(darker), t, base_aligned=face)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), expect)
+    assert not np.array_equal(expect, photo)
+    capsys.readouterr()
+    assert main(["paste", str(edit), str(orig), str(tf), "--base", str(edit), "--color-match",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    _one_line_error(capsys, "--color-match and --base")
+    Image.fromarray(face).resize((32, 32)).save(tmp_path / "small.png")
+    assert main(["paste", str(edit), str(orig), str(tf), "--base", str(tmp_path / "small.png"),
+                 "--out", str(tmp_path / "x.png")]) == 2
+    _one_line_error(capsys, "same size")

@@ -164,3 +164,29 @@ def test_tight_crop_mask_fades_at_the_aligned_border():
     # the forehead side, far from the landmarks (brows ~11 px down), gets a wide fade
     top = np.maximum(k[:8] - 1, 0) / (0.8 * BORDER_FADE * 64) + 1e-6
     assert (m[:8] <= top[:, None]).all()
+
+
+def test_change_only_paste_keeps_the_photo_where_nothing_changed(astronaut_1024):
+    """With the unedited reconstruction as base: no edit gives the photo back bit for bit (however far
+    the reconstruction is from the photo), and an edit adds exactly its change, warped, inside the mask."""
+    img, a = astronaut_1024
+    small = np.asarray(Image.fromarray(a.image).resize((64, 64), Image.Resampling.LANCZOS))  # a blurry "inversion"
+    assert np.array_equal(paste_back(img, small, a.transform, base_aligned=small), img)
+    brighter = np.clip(small.astype(int) + 20, 0, 255).astype(np.uint8)
+    brighter[small > 235] = small[small > 235]  # no clipping: the change is +20 wherever it is
+    out, m = paste_back(img, brighter, a.transform, base_aligned=small, return_mask=True)
+    np.testing.assert_array_equal(out[m == 0], img[m == 0])
+    full = (m >= 0.999) & (img.max(2) < 230)
+    d = out[full].astype(int) - img[full].astype(int)
+    assert np.median(d) == 20 and np.abs(d - 20).mean() < 1.5
+    # the photo's own detail stays: the result is far closer to the photo than a replaced blurry face
+    replaced, _ = paste_back(img, brighter, a.transform, return_mask=True)
+    from PIL import ImageFilter
+
+    def hp(x):  # the fine detail: the image minus its blur
+        return x.astype(float) - np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(3)), float)
+
+    inside = m >= 0.5
+    assert np.abs(hp(out) - hp(img))[inside].mean() < 0.2 * np.abs(hp(replaced) - hp(img))[inside].mean()
+    with pytest.raises(ImageError, match="same size"):
+        paste_back(img, small, a.transform, base_aligned=a.image)

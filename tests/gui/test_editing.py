@@ -373,6 +373,7 @@ def test_pack_two_encoders_slider_and_photo_reference(qtbot, pack_window, tmp_pa
     with qtbot.waitSignal(win.photo_ready, timeout=30000):
         win.open_path(PHOTO)
     results = {}
+    win.keep_detail.setChecked(False)  # the generated face replaces the photo's: each encoder's shows
     for method in ("e2style", "crg"):
         win.set_method(method)
         with qtbot.waitSignal(win.paste_shown, timeout=60000):
@@ -386,13 +387,19 @@ def test_pack_two_encoders_slider_and_photo_reference(qtbot, pack_window, tmp_pa
     G = win.model.G
     avg = G.w_avg.numpy()[None]
     assert np.abs(la - lb).mean() < np.abs(la - avg).mean() + np.abs(lb - avg).mean()
+    with qtbot.waitSignal(win.paste_shown, timeout=30000):
+        win.keep_detail.setChecked(True)  # the change only: no edit yet, so the photo comes back as it is
+    assert np.array_equal(win.pasted_image, win.photo.image)
 
-    # a named pack direction moves the canvas
+    # a named pack direction moves the canvas, and the photo by the change it makes
     s = win._sliders["age"]
     before = _pixels(win.edit_view)
     with qtbot.waitSignal(win.paste_shown, timeout=30000):
         s.slider.setValue(s.slider.maximum())
     assert np.abs(_pixels(win.edit_view).astype(int) - before.astype(int)).mean() > 1
+    changed = np.abs(win.pasted_image.astype(int) - win.photo.image.astype(int)).max(2) > 0
+    assert 0.01 < changed.mean() < 0.5  # the face, not the whole photo
+    assert win.recipe("photo")["paste"] == "change"
 
     # mixing reference from another photo, inverted with the chosen encoder
     with qtbot.waitSignal(win.reference_ready, timeout=60000):

@@ -36,6 +36,50 @@ def _invert(qtbot, win, method="optimize"):
         win.invert()
 
 
+@needs_faces
+def test_keep_the_photos_detail_pastes_the_change_only(qtbot, window, monkeypatch):
+    """On (the default): the photo plus the edit's change over the unedited reconstruction, which is
+    rendered once per source latent; off: the generated face replaces the photo's. The choice persists."""
+    from studio.engine import workspace as ws_ops
+
+    win = window
+    assert win.keep_detail.isChecked()
+    _open_photo(qtbot, win)
+    _invert(qtbot, win)
+    assert np.array_equal(win.pasted_image, win.photo.image)  # no edit: nothing changes
+    renders = []
+    real = ws_ops.render_latent
+    monkeypatch.setattr(ws_ops, "render_latent", lambda G, lat: renders.append(1) or real(G, lat))
+    slider = next(iter(win._sliders.values()))
+    for value in (slider.slider.maximum(), slider.slider.minimum()):
+        with qtbot.waitSignal(win.paste_shown, timeout=30000):
+            slider.slider.setValue(value)
+    assert len(renders) == 1  # the base of this source, once
+    base = real(win.model.G, win.session.state.source)
+    expect = ws_ops.paste(win.photo, win.edit_image, win.aligned.transform, base=base)
+    assert np.array_equal(win.pasted_image, expect) and not np.array_equal(expect, win.photo.image)
+    with qtbot.waitSignal(win.paste_shown, timeout=30000):
+        win.keep_detail.setChecked(False)
+    assert np.array_equal(win.pasted_image, ws_ops.paste(win.photo, win.edit_image, win.aligned.transform))
+    assert win.recipe("photo")["paste"] == "replace"
+
+
+def test_keep_detail_choice_persists(qtbot, tiny_model, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from studio.gui.main_window import MainWindow
+
+    ini = str(tmp_path / "s.ini")
+    win = MainWindow(model_path="", settings=QSettings(ini, QSettings.Format.IniFormat), recovery_dir=False)
+    qtbot.addWidget(win)
+    win.keep_detail.setChecked(False)
+    win.close()
+    again = MainWindow(model_path="", settings=QSettings(ini, QSettings.Format.IniFormat), recovery_dir=False)
+    qtbot.addWidget(again)
+    assert not again.keep_detail.isChecked()
+    again.close()
+
+
 def test_model_offers_methods_and_sefa_sliders(window):
     names = {window.method_combo.model().item(i).data(256): window.method_combo.model().item(i).isEnabled()
              for i in range(window.method_combo.count())}
