@@ -262,14 +262,25 @@ def face_to_x_pairs(G_src, G_dst, seeds, *, steps: int = 200, psi: float = 1.0, 
 # Command line
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and "(default: X)" after each option that has a default."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.default not in (None, argparse.SUPPRESS) and "%(default)" not in h and action.option_strings:
+            h += " (default: %(default)s)"
+        return h
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ap = argparse.ArgumentParser(prog="python -m trainers.distill_data", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=_HelpFormatter)
     ap.add_argument("--generator", help="teacher generator (default: the embedded model pack)")
     ap.add_argument("--out", required=True, help="output .npz")
     ap.add_argument("--count", type=int, default=1000, help="triplets (or face-to-X candidates)")
-    ap.add_argument("--group", default="medium", help="crossover group: medium | fine (style rows from it on)")
+    ap.add_argument("--group", default="medium", choices=["medium", "fine"],
+                    help="crossover group (the style's rows from it on)")
     ap.add_argument("--psi", type=float, default=1.0, help="truncation of the latents")
     ap.add_argument("--seed-start", type=int, default=0, help="first seed (content 2k, style 2k+1 from here)")
     ap.add_argument("--styles-per-face", type=int, default=0,
