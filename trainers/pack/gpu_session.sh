@@ -67,6 +67,11 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
 # spaced over the GPU_KEEP_SNAPSHOTS=24 kept every 50 kimg), to be chosen between by FD here. GPU_G_EMAS="" turns them off.
 # GPU_G_LR_DECAY_KIMG=K: both learning rates fall linearly to 0 over K kimg from the snapshot's 438
 # (an annealed continuation; plain continuing only made FD worse, README.md's session 24).
+# GPU_G_RESUME: the compact snapshot continued (default this folder's; e.g. a G_new_*_compact a
+# from-scratch session returned, to carry that run on). GPU_FD_KIMG (see GPU_G_SCRATCH below; same
+# preparation): in-run FD for the continuations too, each returning its lowest-FD average (G_..._best).
+g_resume=${GPU_G_RESUME:-trainers/pack/generator-resume.safetensors}
+fd_args=(); [ -n "${GPU_FD_KIMG:-}" ] && fd_args=(--metrics-every-kimg "$GPU_FD_KIMG" --fd-samples "${GPU_FD_N:-500}")
 g_runs=${GPU_G_RUNS:-256:0.0025}
 g_emas=${GPU_G_EMAS-40 80}
 g_scratch=${GPU_G_SCRATCH:-}  # (below) new runs instead of the continuation
@@ -75,8 +80,8 @@ g_scratch=${GPU_G_SCRATCH:-}  # (below) new runs instead of the continuation
 n_g=$(wc -w <<< "$g_runs")
 for pair in $g_runs; do
   b=${pair%%:*}; lr=${pair##*:}
-  train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact trainers/pack/generator-resume.safetensors \
-    --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" --batch "$b" \
+  train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact "$g_resume" \
+    --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" "${fd_args[@]}" --batch "$b" \
     --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" --lr-decay-kimg "${GPU_G_LR_DECAY_KIMG:-0}" \
     --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots "${GPU_KEEP_SNAPSHOTS:-24}" &
 done
@@ -120,10 +125,31 @@ split_big() {  # file: <16 MB parts where needed
     split -b 15000000 -d "$1" "$1.part-" && rm "$1"
   fi
 }
+best_average() {  # run dir, out file: prints "FD name kimg" of its lowest-FD average (in-run FD), saved fp16
+  $PY - "$1" "$2" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from studio.core.formats import load_checkpoint
+from studio.core.formats import stylestudio_fmt as fmt
+run, out = Path(sys.argv[1]), sys.argv[2]
+evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+evals = [e for e in evals if e.get("event") == "eval"]
+print("FD trend:", " ".join(f"{e['kimg']:g}:" + "/".join(f"{v:.2f}" for k, v in e.items() if k.startswith("fd_vgg16"))
+                            for e in evals), file=sys.stderr)
+files = [f for f in [run / "best.safetensors", *sorted(run.glob("best-ema*.safetensors"))] if f.exists()]
+if files:
+    fds = {f: load_checkpoint(f).meta["provenance"]["fd_vgg16"] for f in files}
+    f = min(fds, key=fds.get)
+    b = load_checkpoint(f)
+    fmt.save(b, out, half=True)
+    print(f"{fds[f]:.4f} {f.name} kimg {b.meta['provenance']['kimg']}")
+PYEOF
+}
 collect_g() {  # name, prefix[, "mid": also a snapshot from half-way]
   local run; run=$(ls -d "$ROOT"/*-"$1" 2>/dev/null | tail -n 1)
   [ -n "$run" ] || { echo "$1: no run dir"; return; }
   grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 2
+  [ -n "${GPU_FD_KIMG:-}" ] && echo "$1: best $(best_average "$run" "$OUT/$2_best.safetensors")"
   $PY -m trainers.stylegan2 --export-compact "$run" "$OUT/$2.safetensors" || return
   split_big "$OUT/$2.safetensors"
   for k in $g_emas; do  # the longer averages: last snapshot (+ earlier ones with "mid")
@@ -172,25 +198,7 @@ collect_new() {  # from-scratch runs: each one's lowest-FD average; the best run
     run=$(ls -d "$ROOT"/*-pack-g-new-"$aug" 2>/dev/null | tail -n 1)
     [ -n "$run" ] || { echo "pack-g-new-$aug: no run dir"; continue; }
     grep -h '"sec_per_kimg"' "$run/metrics.jsonl" | tail -n 1
-    line=$($PY - "$run" "$OUT/G_new_${aug}_best.safetensors" <<'PYEOF'
-import json, sys
-from pathlib import Path
-from studio.core.formats import load_checkpoint
-from studio.core.formats import stylestudio_fmt as fmt
-run, out = Path(sys.argv[1]), sys.argv[2]
-evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
-evals = [e for e in evals if e.get("event") == "eval"]
-print("FD trend:", " ".join(f"{e['kimg']:g}:" + "/".join(f"{v:.2f}" for k, v in e.items() if k.startswith("fd_vgg16"))
-                            for e in evals), file=sys.stderr)
-files = [f for f in [run / "best.safetensors", *sorted(run.glob("best-ema*.safetensors"))] if f.exists()]
-if files:
-    fds = {f: load_checkpoint(f).meta["provenance"]["fd_vgg16"] for f in files}
-    f = min(fds, key=fds.get)
-    b = load_checkpoint(f)
-    fmt.save(b, out, half=True)
-    print(f"{fds[f]:.4f} {f.name} kimg {b.meta['provenance']['kimg']}")
-PYEOF
-)
+    line=$(best_average "$run" "$OUT/G_new_${aug}_best.safetensors")
     echo "pack-g-new-$aug: best $line"
     [ -n "$line" ] || continue
     if [ -z "$best_fd" ] || $PY -c "import sys; sys.exit(not float('${line%% *}') < float('$best_fd'))"; then
