@@ -335,6 +335,7 @@ class RunModel:
             return
         if ev == "end":
             self.ended = str(r.get("reason", "done"))
+            self._reached(step, r.get("kimg"))  # a run shorter than --log-every logged no training record
             self.sessions.append({"event": "end", "step": step, "reason": self.ended, "time": r.get("time")})
             return
         if ev == "abort_check":
@@ -354,6 +355,7 @@ class RunModel:
         if step is None:
             return
         prefix = "eval/" if ev == "eval" else ""
+        self._reached(step, r.get("kimg"))
         for k, v in r.items():
             if k in META_KEYS or k.startswith("sec_per") or isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
@@ -374,6 +376,13 @@ class RunModel:
                 self.sec_per_step = self.sec_per_kimg * batch / 1000  # the generator logs s/kimg
         if isinstance(r.get("stage_passes"), (int, float)):
             self.stage_passes = int(r["stage_passes"])
+
+    def _reached(self, step: int | None, kimg) -> None:
+        """The run got to ``step`` (and ``kimg``) according to a record."""
+        if step is not None and step >= self.step:
+            self.step = step
+            if isinstance(kimg, (int, float)) and not isinstance(kimg, bool) and math.isfinite(kimg):
+                self.kimg = float(kimg)
 
     def _rewind(self, step: int) -> None:
         """Forget what was logged after ``step`` (a resumed run repeats the steps after its snapshot)."""
@@ -515,6 +524,9 @@ class FlagSpec:
 
     ``kind``: 'int' | 'float' | 'str' | 'path' (a file) | 'dir' (a folder) | 'choice' | 'switch'
     (a flag without value, given when True). ``default`` None: the trainer's own default (flag left out).
+    ``minimum``: the smallest value :func:`build_command` lets through, for the flags a trainer does not
+    check itself and would crash on (``--threads -1``: a traceback from torch) or misread
+    (``--max-images -1``: one image fewer); None: any value (the trainer says what it refuses).
     """
 
     flag: str
@@ -524,6 +536,7 @@ class FlagSpec:
     label: str = ""
     tip: str = ""
     only: dict = field(default_factory=dict)   # shown only when other options have these values
+    minimum: float | None = None
 
     @property
     def key(self) -> str:
@@ -540,16 +553,17 @@ class TrainerSpec:
     loads_in_editor: bool = True   # snapshots are generator / encoder models the editor can open
 
 
-def _f(flag, kind="str", default=None, choices=(), label="", tip="", **only) -> FlagSpec:
-    return FlagSpec(flag, kind, default, tuple(choices), label or flag.lstrip("-").replace("-", " "), tip, only)
+def _f(flag, kind="str", default=None, choices=(), label="", tip="", minimum=None, **only) -> FlagSpec:
+    return FlagSpec(flag, kind, default, tuple(choices), label or flag.lstrip("-").replace("-", " "), tip, only,
+                    minimum)
 
 
 _COMMON_TAIL = (
     _f("--device", "choice", None, ("auto", "cpu", "cuda"), tip="auto: CUDA when PyTorch sees a GPU"),
-    _f("--threads", "int", None, tip="CPU threads per process (0: all)"),
-    _f("--log-every", "int", None, tip="steps between metrics.jsonl records"),
-    _f("--snapshot-every", "int", None, tip="steps between snapshots"),
-    _f("--max-steps", "int", None, tip="stop this invocation at this step (resumable)"),
+    _f("--threads", "int", None, tip="CPU threads per process (0: all)", minimum=0),
+    _f("--log-every", "int", None, tip="steps between metrics.jsonl records", minimum=1),
+    _f("--snapshot-every", "int", None, tip="steps between snapshots", minimum=0),
+    _f("--max-steps", "int", None, tip="stop this invocation at this step (resumable)", minimum=1),
     _f("--seed", "int", None, tip="seed of every random draw (default 0)"),
     _f("--desc", "str", None, tip="run name suffix"),
 )
@@ -565,7 +579,7 @@ TRAINERS: dict[str, TrainerSpec] = {
            tip="pSp, e4e, E2Style (stages + abortion) or SAE (pSp with CBAM attention)"),
         _f("--model", "path", None, label="generator", tip="frozen generator checkpoint (empty: the default pack)"),
         _f("--data", "dir", None, tip="folder of aligned faces (empty: the generator's own samples)"),
-        _f("--max-images", "int", None, tip="use at most this many images of --data"),
+        _f("--max-images", "int", None, tip="use at most this many images of --data", minimum=1),
         _f("--out", "dir", str(DEFAULT_RUNS), label="runs folder", tip=_RUNS),
         _f("--size", "choice", "light", ("light", "official"),
            tip="light: a small ResNet at the generator's resolution; official: IR-SE-50 at 256 px"),
@@ -588,12 +602,12 @@ TRAINERS: dict[str, TrainerSpec] = {
         _f("--lambda-lpips", "float", None, tip="weight of the LPIPS loss (default 0.8)"),
         _f("--lpips-net", "choice", None, ("vgg", "alex"),
            tip="LPIPS of the training loss: vgg (the metric the benchmarks use) or alex (far cheaper)"),
-        _f("--eval-every", "int", None, tip="steps between held-out evaluations (0: none)"),
-        _f("--eval-batch", "int", None, tip="held-out images per evaluation (default 32)"),
+        _f("--eval-every", "int", None, tip="steps between held-out evaluations (0: none)", minimum=0),
+        _f("--eval-batch", "int", None, tip="held-out images per evaluation (default 32)", minimum=1),
         *_COMMON_TAIL)),
     "gan": TrainerSpec("gan", "trainers.stylegan2", "Generator (StyleGAN2)", (
         _f("--data", "dir", None, tip="folder of face images"),
-        _f("--max-images", "int", None, tip="use at most this many images of --data"),
+        _f("--max-images", "int", None, tip="use at most this many images of --data", minimum=1),
         _f("--out", "dir", str(DEFAULT_RUNS), label="runs folder", tip=_RUNS),
         _f("--cfg", "choice", "cpu64", ("cpu64", "cpu64-wide", "cpu128", "gpu128", "tiny"), label="preset",
            tip="architecture preset: resolution, latent sizes, channels and batch"),
@@ -607,15 +621,15 @@ TRAINERS: dict[str, TrainerSpec] = {
         _f("--lr-d", "float", None, tip="discriminator learning rate (default 0.0025)"),
         _f("--lr-decay-kimg", "float", None, tip="both learning rates fall linearly to 0 over this many kimg "
                                                    "from where the run begins (0: constant)"),
-        _f("--ema-kimg", "float", None, tip="half-life of the G average (G_ema) in kimg"),
-        _f("--sample-every-kimg", "float", None, tip="kimg between sample grids (0: never)"),
-        _f("--snapshot-every-kimg", "float", None, tip="kimg between snapshots"),
-        _f("--metrics-every-kimg", "float", None, tip="kimg between FD-VGG16 evaluations (0: never)"),
-        _f("--fd-samples", "int", None, tip="images per side of the FD-VGG16 evaluation (0: off)"),
+        _f("--ema-kimg", "float", None, tip="half-life of the G average (G_ema) in kimg", minimum=0),
+        _f("--sample-every-kimg", "float", None, tip="kimg between sample grids (0: never)", minimum=0),
+        _f("--snapshot-every-kimg", "float", None, tip="kimg between snapshots", minimum=0),
+        _f("--metrics-every-kimg", "float", None, tip="kimg between FD-VGG16 evaluations (0: never)", minimum=0),
+        _f("--fd-samples", "int", None, tip="images per side of the FD-VGG16 evaluation (0: off)", minimum=0),
         _f("--device", "choice", None, ("auto", "cpu", "cuda"), tip="auto: CUDA when PyTorch sees a GPU"),
-        _f("--threads", "int", None, tip="CPU threads per process (0: all)"),
-        _f("--log-every", "int", None, tip="steps between metrics.jsonl records"),
-        _f("--max-steps", "int", None, tip="stop this invocation at this step (resumable)"),
+        _f("--threads", "int", None, tip="CPU threads per process (0: all)", minimum=0),
+        _f("--log-every", "int", None, tip="steps between metrics.jsonl records", minimum=1),
+        _f("--max-steps", "int", None, tip="stop this invocation at this step (resumable)", minimum=1),
         _f("--seed", "int", None, tip="seed of every random draw (default 0)"),
         _f("--desc", "str", None, tip="run name suffix")), target="kimg"),
     "crg": TrainerSpec("crg", "trainers.crg", "CRG encoder", (
@@ -675,7 +689,7 @@ def build_command(trainer: str, options: dict[str, Any], *, python: str | None =
                   extra: list[str] | None = None) -> list[str]:
     """``[python, -m, trainers.<x>, --flag, value, ...]`` for ``options`` (keys: flag names without
     dashes, ``_`` or ``-``); None / '' / False values are left out (the trainer's default applies).
-    Unknown keys raise ValueError naming them."""
+    Unknown keys, and a number below its flag's ``minimum``, raise ValueError naming the flag."""
     spec = TRAINERS[trainer]
     opts = {k.replace("-", "_"): v for k, v in options.items()}
     known = {fs.key: fs for fs in spec.flags}
@@ -692,8 +706,12 @@ def build_command(trainer: str, options: dict[str, Any], *, python: str | None =
             continue
         if fs.kind == "switch":
             cmd.append(fs.flag)
-        else:
-            cmd += [fs.flag, _fmt(v)]
+            continue
+        if (fs.minimum is not None and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and not v >= fs.minimum):  # NaN too
+            raise ValueError(f"{fs.flag} must be {fs.minimum:g} or more, got {_fmt(v)}"
+                             + (f" ({fs.tip})" if fs.tip else ""))
+        cmd += [fs.flag, _fmt(v)]
     return cmd + list(extra or [])
 
 

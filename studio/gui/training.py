@@ -5,7 +5,8 @@ A view only: runs are separate processes (:class:`QProcess`; never in the GUI pr
 output goes to the log pane; everything shown comes from the run directory through
 :class:`studio.engine.training.RunModel`, polled on a :class:`QTimer` (incremental reads of
 ``metrics.jsonl``, a few KiB per tick). Stop sends SIGTERM (the trainer writes a snapshot and logs
-its end), Resume relaunches with ``--resume RUN_DIR``, "Use this snapshot" hands the run's
+its end; a few seconds later the button offers Kill, SIGKILL, for a trainer that does not stop),
+Resume relaunches with ``--resume RUN_DIR``, "Use this snapshot" hands the run's
 ``best.safetensors`` (or newest snapshot) to the editor through the ``use_snapshot`` callback.
 
 The abortion-progress panel (METHODS.md §4) draws the abortion signal with every check marked
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -74,6 +76,38 @@ MAX_LOG_LINES = 5000
 STAGE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 ACTIVE = QColor("#3a9d4a")
 ABORTED = QColor("#c8c8c8")
+
+
+#: A run not started here that logged no end and nothing for this long (and for several of its own
+#: record intervals) is shown as stopped, not running: killed, or its machine went down.
+STALE_S = 300.0
+#: Seconds after Stop before the button offers Kill (a double click on Stop must not kill the trainer
+#: before it could write its snapshot).
+KILL_DELAY_S = 5.0
+RESUME_TIP = "Relaunch the run with --resume RUN_DIR"
+#: End reasons after which --resume only ends the run again (its target was reached).
+FINISHED = ("done", "early_stop")
+SNAPSHOT_TIP = "Open the run's best.safetensors (or newest snapshot) in the editor"
+
+
+def ended_text(reason: str) -> str:
+    """A run's end reason (``metrics.jsonl``'s ``end`` record) in words."""
+    m = re.fullmatch(r"signal (\d+)", reason)
+    if m:
+        return "stopped (" + {"2": "Ctrl-C", "15": "SIGTERM"}.get(m.group(1), f"signal {m.group(1)}") + ")"
+    return {"done": "finished", "early_stop": "finished (validation stopped improving)",
+            "max_steps": "stopped at --max-steps", "time_budget": "stopped at --time-budget",
+            "stopped": "stopped"}.get(reason, f"ended: {reason}")
+
+
+def error_line(log: str) -> str | None:
+    """The last error a trainer printed: ``error: ...`` (its own checks) or argparse's
+    ``prog: error: ...`` (a flag it does not know or a value of the wrong type)."""
+    for ln in reversed(log.splitlines()):
+        m = re.match(r"(?:error|[^\s:][^:]*?: error): (.+)", ln)
+        if m:
+            return m.group(1).strip()
+    return None
 
 
 def fmt_duration(s: float | None) -> str:
@@ -194,6 +228,13 @@ class SampleView(QLabel):
 
     def image(self) -> QImage | None:
         return self._image
+
+    def clear_image(self) -> None:
+        """Back to the empty state (another run, or none, is shown)."""
+        self._stamp, self.path, self._image = None, None, None
+        self.clear()
+        self.setToolTip("")
+        self.setText("no sample grid yet")
 
     def _refresh(self) -> None:
         if self._image is None:
@@ -355,7 +396,13 @@ class TrainingWindow(QMainWindow):
         self.process: QProcess | None = None
         self._brushes: dict = {}             # (abort count, patience) -> brush of the check dots
         self._stop_requested = False        # Stop pressed for the running process
+        self._kill_requested = False        # ... and pressed again (Kill): SIGKILL sent
+        self._stop_time = 0.0               # time.monotonic() of Stop
         self._exited_run: Path | None = None  # the run whose trainer (started here) has exited
+        # The run the trainer started here writes (None until it announces it): usually self.model,
+        # but another run may be shown meanwhile.
+        self._proc_model: tr.RunModel | None = None
+        self._state_pin: tuple[tr.RunModel, int] | None = None  # the state _finished wrote, for that version
         self.messages: list[tuple[str, str, str]] = []
         self._log_tail = ""                 # recent process output (run-directory discovery)
         self._out_before: set[str] | None = None
@@ -417,10 +464,10 @@ class TrainingWindow(QMainWindow):
         self.stop_button.setToolTip("SIGTERM: the trainer writes a snapshot and exits")
         self.stop_button.clicked.connect(self.stop)
         self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Relaunch the run with --resume RUN_DIR")
+        self.resume_button.setToolTip(RESUME_TIP)
         self.resume_button.clicked.connect(self.resume)
         self.snapshot_button = QPushButton("Use this snapshot")
-        self.snapshot_button.setToolTip("Open the run's best.safetensors (or newest snapshot) in the editor")
+        self.snapshot_button.setToolTip(SNAPSHOT_TIP)
         self.snapshot_button.clicked.connect(self.use_snapshot)
         grid.addWidget(self.start_button, 0, 0)
         grid.addWidget(self.attach_button, 0, 1)
@@ -566,7 +613,11 @@ class TrainingWindow(QMainWindow):
         out = opts.get("out")
         if out:
             opts["out"] = str(Path(out).expanduser().resolve())
-        extra = shlex.split(self.extra_edit.text())
+        text = self.extra_edit.text()
+        try:
+            extra = shlex.split(text)
+        except ValueError as e:  # an unbalanced quote
+            raise ValueError(f"more flags: {e} in {text.strip()!r}; close the quotes (or leave them out)") from None
         return tr.build_command(self.trainer, opts, extra=extra)
 
     # -- processes ------------------------------------------------------------------------------
@@ -587,9 +638,12 @@ class TrainingWindow(QMainWindow):
             return False
         opts = self.options()
         self._out_dir = Path(opts.get("out") or tr.DEFAULT_RUNS).expanduser().resolve()
-        self._out_before = {p.name for p in self._out_dir.iterdir()} if self._out_dir.is_dir() else set()
+        try:
+            self._out_before = {p.name for p in self._out_dir.iterdir()} if self._out_dir.is_dir() else set()
+        except OSError:  # unreadable: the trainer says so (it cannot create its run there either)
+            self._out_before = set()
         self._launched_trainer = self.trainer
-        self.detach()
+        self.detach("Waiting for the run directory…")
         self._launch(cmd)
         return True
 
@@ -602,11 +656,14 @@ class TrainingWindow(QMainWindow):
             self.show_message("warning", "A run is going", "Stop the running trainer before resuming.")
             return False
         run_dir = self.model.run_dir
+        if self.model.ended in FINISHED:
+            self.show_message("info", "Nothing to resume", _finished_text(self.model))
+            return False
         if not (run_dir / "config.json").is_file():
             self.show_message("warning", "Nothing to resume",
                               f"{run_dir} is gone or has no config.json (a run refused at its start is removed); "
                               "fix the settings and press Start.")
-            self.detach()
+            self.detach(f"No run ({run_dir.name} is gone)")
             return False
         own_exited = self._exited_run == run_dir  # this window's trainer of this run has exited: not alive
         if (not own_exited and self.model.running and self.model.last_time
@@ -622,6 +679,7 @@ class TrainingWindow(QMainWindow):
             return False
         self._out_before = None
         self._launch(cmd)
+        self._proc_model = self.model
         return True
 
     def _launch(self, cmd: list[str]) -> None:
@@ -636,8 +694,9 @@ class TrainingWindow(QMainWindow):
         p.finished.connect(self._finished)
         p.errorOccurred.connect(self._process_error)
         self.process = p
-        self._stop_requested = False
+        self._stop_requested = self._kill_requested = False
         self._exited_run = None
+        self._proc_model = None
         self._log_file = None  # its output comes through the process now
         self._log_tail = ""
         self.append_log(f"$ {shlex.join(cmd)}\n")
@@ -659,43 +718,84 @@ class TrainingWindow(QMainWindow):
         crashed = status == QProcess.ExitStatus.CrashExit
         self.append_log(f"[trainer exited with code {code}{' (crashed)' if crashed else ''}]\n")
         self.poll()
-        ended = self.model.ended if self.model is not None else None
+        pm = self._proc_model  # the run this trainer wrote (another one may be on screen)
+        shown = pm is self.model
+        ended = pm.ended if pm is not None else None
         stopped = self._stop_requested and (code != 0 or crashed)  # Stop (SIGTERM) before its handler was in
-        if self.model is not None:
-            self._exited_run = self.model.run_dir
+        if pm is not None:
+            self._exited_run = pm.run_dir
+        gone = pm is not None and not pm.run_dir.is_dir()  # refused at its start: the trainer removed it
+        announced = pm.run_dir if pm is not None else tr.run_dir_from_log(self._log_tail)
         if ended:
-            self.state_label.setText(f"ended: {ended} (exit {code})")
+            text = ended_text(ended) + (f" (exit {code})" if code or crashed else "")
+        elif self._kill_requested:
+            text = "killed: no snapshot at the end (Resume continues from the last one)"
         elif stopped:
-            self.state_label.setText("stopped before training began" if self.model is None or
-                                     self.model.latest_snapshot() is None else f"stopped ({code})")
+            text = ("stopped before training began" if pm is None or pm.latest_snapshot() is None
+                    else f"stopped ({code})")
         else:
-            self.state_label.setText(f"{'crashed' if crashed else 'exited'} ({code})")
-        if (code != 0 or crashed) and not ended and not stopped:
-            error = next((ln for ln in reversed(self._log_tail.splitlines()) if ln.startswith("error:")), None)
-            where = ("It exited before creating a run directory" if self.model is None
-                     else f"It stopped without ending {self.model.run_dir.name}")
+            text = f"{'crashed' if crashed else 'exited'} ({code})"
+        if (code != 0 or crashed) and not ended and not stopped and not self._kill_requested:
+            error = error_line(self._log_tail)
+            where = ("It exited before creating a run directory" if announced is None
+                     else f"It refused to start (it removed its run directory {announced.name})"
+                     if not announced.is_dir() else f"It stopped without ending {announced.name}")
             self.show_message("error", "The trainer failed",
-                              f"{where}; " + (f"it said:\n\n{error[6:].strip()}" if error else
+                              f"{where}; " + (f"it said:\n\n{error}" if error else
                                               "the log pane shows why.\n\n" + self._log_tail[-800:]))
-        if self.model is not None and not self.model.run_dir.is_dir():  # refused at its start: removed
-            self.detach()
-            self.run_label.setText("No run (the trainer removed the run it refused to start)")
+        self._out_before = None  # a run that appears in the runs folder from now on is not this trainer's
+        self._proc_model = None
+        if shown:
+            if pm is None:
+                self.run_label.setText("No run: the trainer " + ("was stopped" if stopped or self._kill_requested
+                                                                 else "exited") + " before creating a run directory")
+            elif gone:
+                self.detach()
+                self.run_label.setText("No run (the trainer removed the run it refused to start)")
+            self.state_label.setText(text)
+            if self.model is not None:
+                self.eta_label.setText("ETA –")
+                self._state_pin = (self.model, self.model.version)
+        else:
+            self.append_log(f"[{pm.run_dir.name if pm is not None else 'the trainer'}: {text}]\n")
         self._update_buttons()
         self.process_finished.emit(int(code))
 
     def _process_error(self, err) -> None:
         if err == QProcess.ProcessError.FailedToStart:
             self.show_message("error", "Cannot start the trainer", f"{self.process.program()}: failed to start")
+            self._out_before = None
+            if self._proc_model is None and self.model is None:
+                self.run_label.setText("No run: the trainer failed to start")
+            if self._proc_model is self.model:
+                self.state_label.setText("failed to start")
+            self._proc_model = None
             self._update_buttons()
 
     def stop(self) -> None:
-        """SIGTERM to the trainer started here (it snapshots, logs its end and exits)."""
+        """SIGTERM to the trainer started here (it snapshots, logs its end and exits); pressed again
+        while that trainer has not exited yet (a long step or evaluation), SIGKILL."""
         if not self.process_running:
             return
+        if self._stop_requested:
+            if time.monotonic() - self._stop_time < KILL_DELAY_S:
+                return  # the second click of a double click
+            self._kill_requested = True
+            self.append_log("[kill: SIGKILL sent; no snapshot is written, Resume continues from the last one]\n")
+            self._set_state_of_process("killing…")
+            self.process.kill()
+            return
         self._stop_requested = True
+        self._stop_time = time.monotonic()
         self.append_log("[stop: SIGTERM sent; the trainer writes a snapshot]\n")
-        self.state_label.setText("stopping…")
+        self._set_state_of_process("stopping…")
         self.process.terminate()
+        self._update_buttons()
+        QTimer.singleShot(int(KILL_DELAY_S * 1000) + 50, self._update_buttons)  # then Stop becomes Kill
+
+    def _set_state_of_process(self, text: str) -> None:
+        if self._proc_model is self.model:
+            self.state_label.setText(text)
 
     # -- run directories ------------------------------------------------------------------------
 
@@ -715,25 +815,34 @@ class TrainingWindow(QMainWindow):
         self._log_file = None if self.process_running else tr.TextTailer(run_dir / "log.txt")
         if self._log_file is not None:
             self.append_log(f"[attached to {run_dir}; showing its log.txt]\n")
+        if self._proc_model is not None and _same_path(self._proc_model.run_dir, run_dir):
+            self._proc_model = self.model  # back to the run the trainer started here writes
         self._drawn_version = -1
-        self.sample_view._stamp = None
         self._reset_views()
-        self.run_label.setText(f"{run_dir.name}  ({self.model.trainer or 'unknown trainer'})   {run_dir.parent}")
+        self.run_label.setText(self._run_label_text())
         self.run_label.setToolTip(str(run_dir))
         self.poll()
         self.run_attached.emit(str(run_dir))
         self._update_buttons()
         return True
 
-    def detach(self) -> None:
+    def detach(self, text: str = "No run. Start one, or attach to a run directory.") -> None:
         self.model = None
         self._reset_views()
-        self.run_label.setText("Waiting for the run directory…")
+        self.run_label.setText(text)
+        self.run_label.setToolTip("")
         self._update_buttons()
 
+    def _run_label_text(self) -> str:
+        m = self.model
+        d = m.run_dir
+        text = f"{d.name}  ({m.trainer or 'unknown trainer'})   {d.parent}"
+        return text if d.is_dir() else f"{d.name}: the run folder is gone (deleted or moved)   {d.parent}"
+
     def _discover_run(self) -> None:
-        """After Start: attach to the run directory the trainer announces (or that appears in --out)."""
-        if self.model is not None or self._out_before is None or self._out_dir is None:
+        """After Start: attach to the run directory the trainer announces (or that appears in --out);
+        if another run is shown meanwhile, it stays on screen and the new one is followed aside."""
+        if self._proc_model is not None or self._out_before is None or self._out_dir is None:
             return
         found = tr.run_dir_from_log(self._log_tail)
         if found is not None and not found.is_absolute():
@@ -743,13 +852,22 @@ class TrainingWindow(QMainWindow):
             found = new[-1] if new else None
         if found is not None:
             self._out_before = None
-            self.attach(found)
+            if self.model is None:
+                self.attach(found)
+                self._proc_model = self.model
+            else:
+                self._proc_model = tr.RunModel(found)
+                self._proc_model.poll()
+                self.append_log(f"[the trainer writes {found}; Attach… it to watch it here]\n")
+                self._update_buttons()
 
     # -- polling and drawing ----------------------------------------------------------------------
 
     def poll(self) -> None:
         """One timer tick: read what the run appended and redraw what changed."""
         self._discover_run()
+        if self._proc_model is not None and self._proc_model is not self.model:
+            self._proc_model.poll()  # the trainer started here, while another run is shown
         m = self.model
         if m is None:
             return
@@ -764,8 +882,53 @@ class TrainingWindow(QMainWindow):
             self._drawn_version = m.version
             self._draw()
             self.updated.emit()
+        self._refresh_state()
+        label = self._run_label_text()
+        if label != self.run_label.text():
+            self.run_label.setText(label)
         self.sample_view.show_path(m.latest_sample())
         self._update_buttons()
+
+    def _idle_seconds(self, m: tr.RunModel) -> float | None:
+        """How long ago a run that logged no end wrote its last record, when that is too long for a
+        live run (its own record interval included); None while it looks alive."""
+        if m.ended or m.last_time is None:
+            return None
+        idle = time.time() - m.last_time
+        every = m.config.get("log_every")
+        every = every if isinstance(every, int) and every > 0 else 10
+        return idle if idle > max(STALE_S, 5 * (m.sec_per_step or 0.0) * every) else None
+
+    def _refresh_state(self) -> None:
+        """The state and ETA of the run shown (every tick: a run elsewhere may go quiet)."""
+        m = self.model
+        own = self.process_running and self._proc_model is m
+        if own and self._stop_requested:
+            return  # "stopping…" / "killing…" until the trainer has exited
+        if self._state_pin is not None and self._state_pin == (m, m.version):
+            return  # what _finished said about the exit of the trainer started here
+        self._state_pin = None
+        exited_here = self._exited_run is not None and _same_path(self._exited_run, m.run_dir)
+        idle = None if own or exited_here else self._idle_seconds(m)
+        if not m.run_dir.is_dir():
+            text = "run folder gone"
+        elif m.ended:
+            text = ended_text(m.ended)
+        elif not m.sessions:
+            text = "starting…" if own else "no records yet"
+        elif idle is not None:
+            text = f"no end logged; last record {fmt_duration(idle)} ago (stopped or killed?)"
+        elif exited_here:
+            text = "not running (its trainer exited)"
+        else:
+            last = m.sessions[-1]
+            text = "running" if last["event"] == "start" else f"resumed at {last['step']}"
+        if text != self.state_label.text():
+            self.state_label.setText(text)
+        live = not m.ended and bool(m.sessions) and idle is None and not exited_here and m.run_dir.is_dir()
+        eta = f"ETA {fmt_duration(m.eta_seconds)}" if live else "ETA –"
+        if eta != self.eta_label.text():
+            self.eta_label.setText(eta)
 
     def _reset_views(self) -> None:
         for c in self._curves.values():
@@ -791,7 +954,19 @@ class TrainingWindow(QMainWindow):
         self.saved_label.setText("compute saved vs fixed N: –")
         self.saved_bar.setValue(0)
         self.saved_bar.setFormat("–")
-        self.count_bar.setValue(0)
+        self.count_bar.setRange(0, 10)
+        self.count_bar.reset()
+        self.count_bar.setStyleSheet("")
+        self.count_label.setText("abort_count")
+        self.abort_box.setTitle("Abortion progress")
+        self.abort_box.setEnabled(True)
+        self.abort_box.setVisible(True)
+        self.state_label.setText("")
+        self._state_pin = None
+        self.sample_view.clear_image()
+        for plot in (self.loss_plot, self.signal_plot):  # not the axes of the run shown before
+            plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            plot.enableAutoRange()
 
     def _count_brush(self, count: int, patience: int):
         key = (count, patience)
@@ -824,16 +999,10 @@ class TrainingWindow(QMainWindow):
                                      + (f" ({m.sec_per_kimg:.0f} s/kimg)" if m.sec_per_kimg is not None else ""))
         elif m.sec_per_kimg is not None:
             self.speed_label.setText(f"{m.sec_per_kimg:.0f} s/kimg")
-        self.eta_label.setText(f"ETA {fmt_duration(m.eta_seconds)}" if not m.ended else "ETA –")
         prog = m.progress
         if prog is not None:
             self.progress_bar.setValue(int(prog * 1000))
             self.progress_bar.setFormat(f"{prog * 100:.1f} %")
-        if m.ended:
-            self.state_label.setText(f"ended: {m.ended}")
-        elif m.sessions:
-            last = m.sessions[-1]
-            self.state_label.setText("running" if last["event"] == "start" else f"resumed at {last['step']}")
         # Abortion panel.
         is_abort = m.num_stages > 1 or bool(m.checks)
         self.abort_box.setEnabled(is_abort)
@@ -895,14 +1064,26 @@ class TrainingWindow(QMainWindow):
         running = self.process_running
         m = self.model
         self.start_button.setEnabled(not running)
-        self.stop_button.setEnabled(running)
-        self.resume_button.setEnabled(not running and m is not None and m.trainer is not None)
+        kill = running and self._stop_requested
+        self.stop_button.setEnabled(running and (not kill or time.monotonic() - self._stop_time >= KILL_DELAY_S))
+        self.stop_button.setText("Kill" if kill else "Stop")
+        pm = self._proc_model
+        whose = f" (the trainer of {pm.run_dir.name})" if running and pm is not None else ""
+        self.stop_button.setToolTip(
+            f"SIGKILL{whose}: it has not stopped yet; no snapshot is written, Resume continues from the last one"
+            if kill else f"SIGTERM{whose}: the trainer writes a snapshot and exits")
+        finished = m is not None and m.ended in FINISHED
+        self.resume_button.setEnabled(not running and m is not None and m.trainer is not None and not finished
+                                      and (m.run_dir / "config.json").is_file())
+        self.resume_button.setToolTip(_finished_text(m) if finished else RESUME_TIP)
         loadable = m is not None and m.trainer in tr.TRAINERS and tr.TRAINERS[m.trainer].loads_in_editor
         self.snapshot_button.setEnabled(loadable and self.use_snapshot_cb is not None
                                         and m.latest_snapshot() is not None)
         if m is not None and m.trainer == "distill":
             self.snapshot_button.setToolTip("A distilled student is not an editor model: use it with "
                                             "`stylestudio mix --student` or build_pack --student")
+        else:
+            self.snapshot_button.setToolTip(SNAPSHOT_TIP)
 
     # -- snapshots --------------------------------------------------------------------------------
 
@@ -946,6 +1127,20 @@ class TrainingWindow(QMainWindow):
 
 
 MAX_CHECK_DOTS = 2000
+
+
+def _finished_text(m: tr.RunModel) -> str:
+    target = "--kimg" if m.trainer == "gan" else "--steps"
+    return (f"{m.run_dir.name} has {ended_text(m.ended)}: resuming it would only end it again. Start a new run, "
+            f"or continue this one from a terminal with a larger {target} where its trainer takes one "
+            f"(python -m trainers.<name> --resume RUN_DIR {target} N).")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a == b or a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _thin(n: int, most: int) -> np.ndarray:

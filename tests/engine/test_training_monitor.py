@@ -303,3 +303,39 @@ def test_frozen_app_launches_trainers_through_its_own_cli(monkeypatch, tmp_path)
     assert cmd[:3] == [sys.executable, "train", "crg"] and "--steps" in cmd
     monkeypatch.delattr(sys, "frozen")
     assert tr.build_command("crg", {"steps": 5})[1:3] == ["-m", "trainers.crg"]
+
+
+def test_end_and_eval_records_move_the_step(tmp_path):
+    """A run shorter than --log-every logs no training record: its end (and evaluation) records still
+    say how far it went, so the window does not show "step 0 (0.00 kimg)" for a finished run."""
+    m = RunModel(config={"train": {"cfg": "tiny", "kimg": 0.05, "batch": 8}})
+    m.feed([{"event": "start", "step": 0, "kimg": 0.0, "world_size": 1},
+            {"event": "eval", "step": 7, "kimg": 0.056, "fd_vgg16": 46.9}])
+    assert m.step == 7 and m.kimg == pytest.approx(0.056) and m.records == 0
+    m.feed([{"event": "end", "reason": "done", "step": 9, "kimg": 0.072}])
+    assert m.step == 9 and m.kimg == pytest.approx(0.072) and m.progress == 1.0
+    # a resume still rewinds to its own step
+    m.feed([{"event": "resume", "step": 5, "kimg": 0.04}])
+    assert m.step == 5 and m.kimg == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_values_a_trainer_cannot_take_are_refused_before_launch(name):
+    """--threads -1 and --log-every 0 crash the trainers with a traceback (set_num_threads, modulo by
+    zero); --max-images -1 silently drops an image: the form refuses them with the flag's meaning."""
+    spec = TRAINERS[name]
+    keys = {fs.key for fs in spec.flags}
+    with pytest.raises(ValueError, match=r"--threads must be 0 or more, got -1 \(CPU threads"):
+        build_command(name, {"threads": -1})
+    build_command(name, {"threads": 0})  # 0: all cores
+    with pytest.raises(ValueError, match="--log-every must be 1 or more, got 0"):
+        build_command(name, {"log_every": 0})
+    with pytest.raises(ValueError, match="--max-steps must be 1 or more"):
+        build_command(name, {"max_steps": -3})
+    if "max_images" in keys:
+        with pytest.raises(ValueError, match="--max-images must be 1 or more"):
+            build_command(name, {"max_images": -1})
+    build_command(name, {"seed": -1})  # any seed
+    # the trainers' own checks (--batch at least 2, ...) still speak for themselves
+    if "batch" in keys:
+        assert "-4" in build_command(name, {"batch": -4})

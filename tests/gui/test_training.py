@@ -8,11 +8,12 @@ import json
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.engine.test_training_monitor import CONFIG, synthetic_run
+from tests.engine.test_training_monitor import CONFIG, line, synthetic_run
 
 
 @pytest.fixture
@@ -240,3 +241,229 @@ def test_stop_right_after_start_is_no_failure(training, qtbot, tmp_path, tiny_g)
         win.stop()                                   # before the trainer has even imported torch
     assert win.state_label.text() == "stopped before training began"
     assert not [m for m in win.messages if m[0] == "error"]
+
+
+# ----------------------------------------------------------------------------
+# Stand-in trainers (a few lines of Python instead of torch): what the window does around them
+
+
+def _fake_trainer(monkeypatch, win, tmp_path: Path, body: str) -> None:
+    """Start runs ``body`` (a Python script) instead of the form's trainer."""
+    script = tmp_path / "fake_trainer.py"
+    script.write_text("import os, signal, sys, time\n" + body)
+    monkeypatch.setattr(win, "command", lambda: [sys.executable, str(script)])
+
+
+def _ended_run(tmp_path: Path, name: str = "00001-ended", reason: str = "done") -> Path:
+    """An encoder run with a sample grid and a snapshot that logged its end."""
+    from PIL import Image
+
+    run = tmp_path / "runs" / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(CONFIG))
+    _append(run / "metrics.jsonl", b"".join(synthetic_run(6)) + line(event="end", reason=reason, step=6))
+    (run / "samples").mkdir()
+    Image.new("RGB", (64, 32), (200, 10, 10)).save(run / "samples" / "latest.png")
+    (run / "snapshots").mkdir()
+    (run / "snapshots" / "encoder-0000006.safetensors").write_bytes(b"x")
+    return run
+
+
+def test_a_trainer_gone_before_its_run_directory_leaves_no_waiting(training, qtbot, monkeypatch, tmp_path):
+    """Refused before it made a run directory: the window does not keep "Waiting for the run
+    directory…", and a run that appears in that runs folder later is not taken for it."""
+    win = training
+    win.set_option("out", str(tmp_path / "runs"))
+    _fake_trainer(monkeypatch, win, tmp_path, "print('error: --data: give a folder of face images', file=sys.stderr)\n"
+                                              "sys.exit(2)\n")
+    with qtbot.waitSignal(win.process_finished, timeout=30000):
+        assert win.start()
+    assert "Waiting" not in win.run_label.text() and "before creating a run directory" in win.run_label.text()
+    assert win.messages[-1][1] == "The trainer failed" and "give a folder of face images" in win.messages[-1][2]
+    _ended_run(tmp_path, "00000-started-from-a-terminal")
+    win.poll()
+    assert win.model is None
+
+
+def test_a_command_line_error_is_quoted_without_the_usage(training, qtbot, monkeypatch, tmp_path):
+    """argparse's "prog: error: ..." (a flag of the extra-flags box the trainer does not know) is
+    the message, not the 800 characters of usage text before it."""
+    win = training
+    _fake_trainer(monkeypatch, win, tmp_path, "print('usage: python -m trainers.encoder [-h] [--arch ARCH]\\n"
+                                              + "                [--x X]\\n" * 30
+                                              + "python -m trainers.encoder: error: unrecognized arguments: "
+                                                "--bogus 3', file=sys.stderr)\nsys.exit(2)\n")
+    with qtbot.waitSignal(win.process_finished, timeout=30000):
+        assert win.start()
+    kind, title, text = win.messages[-1]
+    assert title == "The trainer failed" and "unrecognized arguments: --bogus 3" in text
+    assert "usage:" not in text and "[--x X]" not in text
+
+
+def test_unbalanced_quotes_in_the_extra_flags_say_where(training, tmp_path):
+    win = training
+    win.set_option("out", str(tmp_path / "runs"))
+    win.extra_edit.setText("--desc 'my run")
+    assert not win.start()
+    kind, title, text = win.messages[-1]
+    assert kind == "error" and "more flags" in text and "quot" in text and "--desc 'my run" in text
+
+
+def test_a_bad_number_is_refused_in_the_form(training, tmp_path):
+    """--threads -1 would crash the trainer with a traceback; the form says what the flag takes."""
+    win = training
+    win.set_trainer("gan")
+    win.set_option("out", str(tmp_path / "runs"))
+    win.set_option("threads", "-1")
+    assert not win.start() and win.process is None
+    assert win.messages[-1][1] == "Cannot start the trainer" and "--threads must be 0 or more" in win.messages[-1][2]
+
+
+def test_attaching_another_run_forgets_the_last_ones_views(training, qtbot, tmp_path):
+    """The state, the sample grid, the abortion panel's title and count: nothing of the previous run
+    stays on screen when another run (or none) is shown."""
+    win = training
+    assert win.attach(_ended_run(tmp_path))
+    assert win.sample_view.image() is not None and win.state_label.text().startswith("finished")
+    assert "6 checks" in win.abort_box.title() and "patience 2" in win.count_label.text()
+    qtbot.wait(50)  # the plots take the range of steps 1-6
+    empty = tmp_path / "runs" / "00002-empty"
+    empty.mkdir()
+    (empty / "config.json").write_text(json.dumps({**CONFIG, "train": {**CONFIG["train"], "abort_patience": 7}}))
+    assert win.attach(empty)
+    assert win.sample_view.image() is None and win.sample_view.pixmap().isNull()
+    assert win.state_label.text() == "no records yet"
+    assert "0 checks" in win.abort_box.title() and win.count_label.text() == "abort_count 0 of patience 7"
+    for plot in (win.loss_plot, win.signal_plot):  # empty plots, not the axes of steps 1-6
+        assert plot.getViewBox().viewRange()[0][1] < 2
+    assert win.step_label.text() == "step 0 / 100"
+    win.detach()
+    assert win.state_label.text() == "" and win.sample_view.image() is None
+
+
+def test_a_run_that_logged_no_end_long_ago_is_not_shown_running(training, tmp_path):
+    """A run killed elsewhere (no end record) and attached an hour later is not "running"."""
+    win = training
+    run = _run_dir(tmp_path)
+    old = time.time() - 3600
+    recs = [json.loads(b) for b in synthetic_run(4)]
+    _append(run / "metrics.jsonl", "".join(json.dumps({**r, "time": old}) + "\n" for r in recs).encode())
+    assert win.attach(run)
+    text = win.state_label.text()
+    assert "running" not in text and "no end logged" in text and "1 h" in text
+    assert win.eta_label.text() == "ETA –"
+    _append(run / "metrics.jsonl", (json.dumps({**recs[-1], "step": 5, "time": time.time()}) + "\n").encode())
+    win.poll()
+    assert win.state_label.text() == "running"
+
+
+def test_a_run_folder_deleted_while_shown(training, tmp_path):
+    win = training
+    run = _ended_run(tmp_path, reason="signal 15")
+    assert win.attach(run)
+    assert win.resume_button.isEnabled() and win.snapshot_button.isEnabled()
+    shutil.rmtree(run)
+    win.poll()
+    assert "gone" in win.run_label.text() and "gone" in win.state_label.text()
+    assert not win.resume_button.isEnabled() and not win.snapshot_button.isEnabled()
+    assert win.model.step == 6  # what was read stays on screen
+
+
+def test_the_snapshot_tooltip_follows_the_run(training, tmp_path):
+    win = training
+    d = tmp_path / "runs" / "00003-distill"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"train": {}, "argv": ["/r/trainers/distill.py"]}))
+    assert win.attach(d)
+    assert "not an editor model" in win.snapshot_button.toolTip()
+    assert win.attach(_ended_run(tmp_path))
+    assert "not an editor model" not in win.snapshot_button.toolTip()
+
+
+def _announcing_trainer(run: Path, then: str) -> str:
+    return (f"print('2026 INFO trainers: run directory: {run}', file=sys.stderr, flush=True)\n" + then)
+
+
+def test_the_trainer_started_here_is_reported_while_another_run_is_shown(training, qtbot, monkeypatch, tmp_path):
+    """Attach an old run while the window's trainer goes on: when the trainer dies, the failure names
+    its own run (not the one on screen) and the run on screen keeps its state."""
+    win = training
+    own = _run_dir(tmp_path)
+    _append(own / "metrics.jsonl", synthetic_run(1)[0])
+    _fake_trainer(monkeypatch, win, tmp_path, _announcing_trainer(own, "time.sleep(60)\n"))
+    assert win.start()
+    qtbot.waitUntil(lambda: win.model is not None, timeout=30000)
+    assert win.model.run_dir == own
+    other = _ended_run(tmp_path)
+    assert win.attach(other)
+    state = win.state_label.text()
+    assert win.stop_button.isEnabled() and own.name in win.stop_button.toolTip()
+    with qtbot.waitSignal(win.process_finished, timeout=30000):
+        win.process.kill()
+    assert win.messages[-1][1] == "The trainer failed" and own.name in win.messages[-1][2]
+    assert win.state_label.text() == state and win.model.run_dir == other
+    assert win._exited_run == own
+
+
+def test_stop_twice_kills_a_trainer_that_does_not_stop(training, qtbot, monkeypatch, tmp_path):
+    """A trainer deaf to SIGTERM (stuck in a long step or evaluation): the second Stop kills it."""
+    win = training
+    own = _run_dir(tmp_path)
+    _append(own / "metrics.jsonl", synthetic_run(1)[0])
+    _fake_trainer(monkeypatch, win, tmp_path, "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                  + _announcing_trainer(own, "time.sleep(60)\n"))
+    monkeypatch.setattr("studio.gui.training.KILL_DELAY_S", 0.5)
+    assert win.start()
+    qtbot.waitUntil(lambda: win.model is not None, timeout=30000)
+    win.stop()
+    win.stop()  # a double click on Stop does not kill it
+    assert win.state_label.text() == "stopping…" and not win.stop_button.isEnabled()
+    qtbot.wait(300)
+    assert win.process_running
+    qtbot.waitUntil(lambda: win.stop_button.isEnabled(), timeout=5000)
+    assert win.process_running and win.stop_button.text() == "Kill" and "SIGKILL" in win.stop_button.toolTip()
+    with qtbot.waitSignal(win.process_finished, timeout=30000):
+        win.stop_button.click()
+    assert not win.process_running and win.stop_button.text() == "Stop"
+    assert "killed" in win.state_label.text()
+    assert not [m for m in win.messages if m[0] == "error"]
+
+
+def test_a_trainer_that_cannot_start_leaves_no_waiting(training, qtbot, monkeypatch, tmp_path):
+    """The Python to run the trainer is missing: one error, and the window is not left "starting…"."""
+    win = training
+    monkeypatch.setattr(win, "command", lambda: [str(tmp_path / "no-such-python"), "-m", "trainers.encoder"])
+    with qtbot.waitSignal(win.message_shown, timeout=30000):
+        assert win.start()
+    qtbot.waitUntil(lambda: not win.process_running, timeout=30000)
+    assert win.messages[-1][1] == "Cannot start the trainer"
+    assert win.state_label.text() == "failed to start" and "Waiting" not in win.run_label.text()
+    assert win.start_button.isEnabled() and not win.stop_button.isEnabled()
+
+
+def test_a_run_refused_before_the_window_saw_it_is_named(training, qtbot, monkeypatch, tmp_path):
+    """The trainer announced its run directory and removed it (bad --data) before a poll saw it (here
+    it never makes it): the message says it refused to start, not that it made no run directory."""
+    win = training
+    win.set_option("out", str(tmp_path / "runs"))
+    gone = tmp_path / "runs" / "00000-nope"
+    _fake_trainer(monkeypatch, win, tmp_path, _announcing_trainer(
+        gone, "print('error: --data: /x is not a folder of images', file=sys.stderr)\nsys.exit(2)\n"))
+    with qtbot.waitSignal(win.process_finished, timeout=30000):
+        assert win.start()
+    text = win.messages[-1][2]
+    assert "refused to start" in text and "00000-nope" in text and "/x is not a folder of images" in text
+
+
+def test_a_finished_run_is_not_offered_for_resume(training, tmp_path):
+    """--resume of a run that reached its target only ends it again (after reloading and evaluating):
+    Resume is off and says how to train it longer; a run stopped early stays resumable."""
+    win = training
+    run = _ended_run(tmp_path)
+    assert win.attach(run)
+    assert not win.resume_button.isEnabled() and "--steps" in win.resume_button.toolTip()
+    assert not win.resume() and win.messages[-1][1] == "Nothing to resume" and win.process is None
+    _append(run / "metrics.jsonl", b'{"event": "resume", "step": 6}\n'
+                                   b'{"event": "end", "reason": "signal 15", "step": 7}\n')
+    win.poll()
+    assert win.resume_button.isEnabled() and "finished" not in win.resume_button.toolTip()
