@@ -259,6 +259,26 @@ def require_positive(cfg, *names: str) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
 
 
+#: Loop and machine fields most trainers share: (field, smallest value, what it takes). Checked by
+#: :func:`require_loop_fields` (a missing field or None is not checked: None means "no limit").
+LOOP_FIELDS = (("threads", 0, "0 (all cores) or a positive number"),
+               ("log_every", 1, "a positive number (steps between log lines)"),
+               ("max_images", 1, "a positive number (leave it out for all images)"),
+               ("max_steps", 1, "a positive number (leave it out for no limit)"))
+
+
+def require_loop_fields(cfg) -> None:
+    """A :class:`UserError` naming the flag for a loop / machine field below its smallest sensible
+    value (``--threads -1`` or ``--log-every 0`` would otherwise fail deep inside torch or the loop,
+    ``--max-images -1`` silently drop an image, ``--max-steps 0`` end the run before it began)."""
+    for name, low, what in LOOP_FIELDS:
+        v = getattr(cfg, name, None)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise UserError(f"--{name.replace('_', '-')} must be {what}, got {v}")
+
+
 def open_run_dir(out: str | Path, desc: str, config: dict) -> Path:
     """A new numbered run directory with its ``config.json`` (the run's config, argv, torch version)."""
     try:

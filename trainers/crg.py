@@ -57,6 +57,7 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.crg import SPACES, CRGEncoder
 from studio.core.nets.encoding import EncoderPipeline
 from trainers.common import (
+    require_loop_fields,
     require_positive,
     MetricsLog,
     StopFlag,
@@ -127,6 +128,7 @@ class CRGConfig:
 
 
 def validate(cfg: CRGConfig) -> None:
+    require_loop_fields(cfg)
     if cfg.space not in SPACES:
         raise UserError(f"--space must be one of {', '.join(SPACES)}, got {cfg.space!r}")
     if cfg.size not in SIZES:

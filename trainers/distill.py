@@ -56,6 +56,7 @@ from studio.core.errors import StudioError
 from studio.core.formats import load_checkpoint, stylestudio_fmt
 from studio.core.nets.distill import DistillStudent, stack_inputs
 from trainers.common import (
+    require_loop_fields,
     require_positive,
     MetricsLog,
     StopFlag,
@@ -139,6 +140,7 @@ class DistillConfig:
 
 
 def validate(cfg: DistillConfig) -> None:
+    require_loop_fields(cfg)
     if cfg.size not in SIZES:
         raise UserError(f"--size must be one of {', '.join(SIZES)}, got {cfg.size!r}")
     if cfg.gan_loss not in GAN_LOSSES:

@@ -125,6 +125,7 @@ from studio.core.formats.base import ModelBundle
 from studio.core.nets.encoding import EncoderPipeline
 from studio.core.nets.psp import COARSE_END, MIDDLE_END, _upsample_add
 from trainers.common import (
+    require_loop_fields,
     field_help,
     require_positive,
     MetricsLog,
@@ -310,6 +311,7 @@ def resolve_defaults(cfg: EncoderTrainConfig) -> EncoderTrainConfig:
 
 
 def validate(cfg: EncoderTrainConfig) -> None:
+    require_loop_fields(cfg)
     if cfg.arch not in ARCHS:
         raise UserError(f"--arch must be one of {', '.join(ARCHS)} (crg has its own trainer), got {cfg.arch!r}")
     if cfg.size not in ("light", "official"):

@@ -37,6 +37,7 @@ from studio.core.nets.stylegan2 import Discriminator, Generator
 from trainers import losses
 from trainers.augment import AdaptiveP, augment
 from trainers.common import (
+    require_loop_fields,
     field_help,
     require_positive,
     MetricsLog,
@@ -275,6 +276,7 @@ def extra_ema_kimgs(cfg: TrainConfig) -> list[float]:
 
 
 def validate(cfg: TrainConfig) -> None:
+    require_loop_fields(cfg)
     if not cfg.data:
         raise UserError("--data: give a folder of face images (e.g. ../shared/data/utkface/images)")
     if cfg.d not in ("residual", "projected"):

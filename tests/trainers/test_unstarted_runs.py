@@ -53,6 +53,12 @@ def _faces(tmp_path):
     ("encoder", ["--max-steps", "-1"], "--max-steps"),
     ("crg", ["--lr", "nan"], "--lr"),
     ("distill", ["--lr", "-0.5"], "--lr"),
+    ("stylegan2", ["--log-every", "0"], "--log-every"),
+    ("stylegan2", ["--max-images", "-1"], "--max-images"),
+    ("stylegan2", ["--max-steps", "0"], "--max-steps"),
+    ("encoder", ["--log-every", "0"], "--log-every"),
+    ("crg", ["--max-steps", "-1"], "--max-steps"),
+    ("distill", ["--max-steps", "0"], "--max-steps"),
 ])
 def test_nonsense_numbers_are_one_error_line(trainer, args, flag, tmp_path, capsys):
     """NaN, infinite, zero or negative rates and lengths: an error naming the flag (not torch's
@@ -66,6 +72,19 @@ def test_nonsense_numbers_are_one_error_line(trainer, args, flag, tmp_path, caps
     assert main([*base, *args, "--out", str(tmp_path / "runs"), "--threads", "1"]) == 2
     err = capsys.readouterr().err
     assert f"error: {flag} must be a positive number" in err and "Traceback" not in err
+    assert not any((tmp_path / "runs").glob("0*"))
+
+
+@pytest.mark.parametrize("trainer", ["stylegan2", "encoder", "crg", "distill"])
+def test_negative_threads_are_one_error_line(trainer, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"trainers.{trainer}").main
+    faces = str(_faces(tmp_path))
+    base = {"stylegan2": ["--cfg", "tiny", "--data", faces], "encoder": ["--data", faces], "crg": [], "distill": []}[trainer]
+    assert main([*base, "--out", str(tmp_path / "runs"), "--threads", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --threads must be 0 (all cores) or a positive number, got -1" in err and "Traceback" not in err
     assert not any((tmp_path / "runs").glob("0*"))
 
 
