@@ -88,6 +88,9 @@ RESUME_TIP = "Relaunch the run with --resume RUN_DIR"
 #: End reasons after which --resume only ends the run again (its target was reached).
 FINISHED = ("done", "early_stop")
 SNAPSHOT_TIP = "Open the run's best.safetensors (or newest snapshot) in the editor"
+#: Trainers whose finished run can go on to a larger target: the flag a --resume takes for it, the
+#: config field it sets, and its type.
+EXTEND = {"gan": ("--kimg", "kimg", float), "encoder": ("--steps", "steps", int), "crg": ("--steps", "steps", int)}
 
 
 def ended_text(reason: str) -> str:
@@ -656,9 +659,21 @@ class TrainingWindow(QMainWindow):
             self.show_message("warning", "A run is going", "Stop the running trainer before resuming.")
             return False
         run_dir = self.model.run_dir
+        extra: list[str] = []
         if self.model.ended in FINISHED:
-            self.show_message("info", "Nothing to resume", _finished_text(self.model))
-            return False
+            if not _extendable(self.model):
+                self.show_message("info", "Nothing to resume", _finished_text(self.model))
+                return False
+            flag, key, kind = EXTEND[self.model.trainer]
+            target = self.ask_target(self.model)
+            if target is None:
+                return False
+            done = self.model.kimg if key == "kimg" else self.model.step
+            if not target > (done or 0):
+                self.show_message("warning", "Train longer",
+                                  f"{run_dir.name} is already at {done:g} {key}; give a larger {flag} than that.")
+                return False
+            extra = [flag, repr(float(target)) if kind is float else str(int(target))]
         if not (run_dir / "config.json").is_file():
             self.show_message("warning", "Nothing to resume",
                               f"{run_dir} is gone or has no config.json (a run refused at its start is removed); "
@@ -673,7 +688,7 @@ class TrainingWindow(QMainWindow):
                               "stop it where it runs (Ctrl-C / kill -TERM) before resuming it here.")
             return False
         try:
-            cmd = tr.resume_command(run_dir, self.model.trainer)
+            cmd = tr.resume_command(run_dir, self.model.trainer, extra=extra)
         except ValueError as e:
             self.show_message("error", "Cannot resume", str(e))
             return False
@@ -681,6 +696,22 @@ class TrainingWindow(QMainWindow):
         self._launch(cmd)
         self._proc_model = self.model
         return True
+
+    def ask_target(self, m: tr.RunModel) -> float | None:
+        """The new target of a finished run (Train longer…): twice the old one offered; None: cancelled."""
+        from PySide6.QtWidgets import QInputDialog
+
+        flag, key, kind = EXTEND[m.trainer]
+        old = m.config.get(key)
+        old = float(old) if isinstance(old, (int, float)) and not isinstance(old, bool) else None
+        label = f"{m.run_dir.name} finished at {old:g} {key}. Train on to {flag} (larger):" if old else \
+            f"Train {m.run_dir.name} on to {flag}:"
+        start = 2 * old if old else 1
+        if kind is float:
+            v, ok = QInputDialog.getDouble(self, "Train longer", label, start, 0.001, 1e7, 3)
+        else:
+            v, ok = QInputDialog.getInt(self, "Train longer", label, int(start), 1, 10 ** 9)
+        return v if ok else None
 
     def _launch(self, cmd: list[str]) -> None:
         p = QProcess(self)
@@ -1073,9 +1104,13 @@ class TrainingWindow(QMainWindow):
             f"SIGKILL{whose}: it has not stopped yet; no snapshot is written, Resume continues from the last one"
             if kill else f"SIGTERM{whose}: the trainer writes a snapshot and exits")
         finished = m is not None and m.ended in FINISHED
-        self.resume_button.setEnabled(not running and m is not None and m.trainer is not None and not finished
-                                      and (m.run_dir / "config.json").is_file())
-        self.resume_button.setToolTip(_finished_text(m) if finished else RESUME_TIP)
+        longer = finished and _extendable(m)
+        self.resume_button.setEnabled(not running and m is not None and m.trainer is not None
+                                      and (not finished or longer) and (m.run_dir / "config.json").is_file())
+        self.resume_button.setText("Train longer…" if longer else "Resume")
+        self.resume_button.setToolTip(
+            f"Continue this finished run to a larger {EXTEND[m.trainer][0]} (--resume RUN_DIR {EXTEND[m.trainer][0]} N)"
+            if longer else _finished_text(m) if finished else RESUME_TIP)
         loadable = m is not None and m.trainer in tr.TRAINERS and tr.TRAINERS[m.trainer].loads_in_editor
         self.snapshot_button.setEnabled(loadable and self.use_snapshot_cb is not None
                                         and m.latest_snapshot() is not None)
@@ -1127,6 +1162,12 @@ class TrainingWindow(QMainWindow):
 
 
 MAX_CHECK_DOTS = 2000
+
+
+def _extendable(m: tr.RunModel) -> bool:
+    """A run that reached its target (not one stopped early by its validation) of a trainer whose
+    --resume takes a larger one."""
+    return m.ended == "done" and m.trainer in EXTEND
 
 
 def _finished_text(m: tr.RunModel) -> str:

@@ -457,13 +457,32 @@ def test_a_run_refused_before_the_window_saw_it_is_named(training, qtbot, monkey
 
 def test_a_finished_run_is_not_offered_for_resume(training, tmp_path):
     """--resume of a run that reached its target only ends it again (after reloading and evaluating):
-    Resume is off and says how to train it longer; a run stopped early stays resumable."""
+    a run its validation stopped early is not offered; a run stopped early stays resumable."""
     win = training
-    run = _ended_run(tmp_path)
+    run = _ended_run(tmp_path, reason="early_stop")
     assert win.attach(run)
     assert not win.resume_button.isEnabled() and "--steps" in win.resume_button.toolTip()
+    assert win.resume_button.text() == "Resume"
     assert not win.resume() and win.messages[-1][1] == "Nothing to resume" and win.process is None
     _append(run / "metrics.jsonl", b'{"event": "resume", "step": 6}\n'
                                    b'{"event": "end", "reason": "signal 15", "step": 7}\n')
     win.poll()
     assert win.resume_button.isEnabled() and "finished" not in win.resume_button.toolTip()
+
+
+def test_a_run_that_reached_its_target_can_train_longer(training, tmp_path, monkeypatch):
+    """Train longer…: a finished run resumes with the larger target asked for (--steps here);
+    cancelled or not larger than what it did: nothing is launched."""
+    win = training
+    run = _ended_run(tmp_path)
+    assert win.attach(run)
+    assert win.resume_button.isEnabled() and win.resume_button.text() == "Train longer…"
+    assert "--steps" in win.resume_button.toolTip()
+    launched, answers = [], iter([None, 5, 250])
+    monkeypatch.setattr(win, "_launch", launched.append)
+    monkeypatch.setattr(win, "ask_target", lambda m: next(answers))
+    assert not win.resume() and not launched                                   # cancelled
+    assert not win.resume() and not launched and "give a larger --steps" in win.messages[-1][2]  # 5 < 6 done
+    assert win.resume() and len(launched) == 1
+    cmd = launched[0]
+    assert cmd[cmd.index("--resume") + 1] == str(run) and cmd[cmd.index("--steps") + 1] == "250"
