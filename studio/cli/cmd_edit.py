@@ -69,6 +69,10 @@ def register(sub) -> None:
     p.add_argument("--paste-mode", choices=["change", "replace"], default=None,
                    help="with --paste: add only the change the edit makes, keeping the photo's detail "
                         "(change, default), or replace the photo's face with the generated one (replace)")
+    p.add_argument("--sweep", default=None, metavar="NAME=FROM:TO[:FRAMES][@ROWS]",
+                   help="render the edit with direction NAME moving from FROM to TO in FRAMES steps (default 9): "
+                        "--out .gif is an animation (there and back), another image suffix a strip of the frames")
+    p.add_argument("--frame-ms", type=int, default=120, help="with --sweep and a .gif: milliseconds per frame")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
                    help="per-pixel noise: const (the model's fixed maps, reproducible; default), random or none")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -98,6 +102,34 @@ def parse_rows(text: str, num_ws: int) -> tuple[int, int]:
         return resolve_span((a, b + 1), num_ws)
     except ValueError as e:
         raise StudioError(f"rows {text!r}: {e}; use coarse, medium, fine or W+ indices like 0-3") from None
+
+
+MAX_SWEEP_FRAMES = 200
+
+
+def parse_sweep_spec(spec: str) -> tuple[str, float, float, int, str | None]:
+    """'age=-3:3' -> ('age', -3.0, 3.0, 9, None); 'pc3=0:2:5@fine' -> ('pc3', 0.0, 2.0, 5, 'fine')."""
+    if "=" not in spec:
+        raise StudioError(f"--sweep {spec!r}: expected NAME=FROM:TO[:FRAMES], e.g. age=-3:3")
+    name, rest = spec.rsplit("=", 1)
+    rows = None
+    if "@" in rest:
+        rest, rows = rest.split("@", 1)
+    parts = rest.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        a0, a1 = float(parts[0]), float(parts[1])
+        n = int(parts[2]) if len(parts) == 3 else 9
+    except ValueError:
+        raise StudioError(f"--sweep {spec!r}: expected NAME=FROM:TO[:FRAMES] with numbers, e.g. age=-3:3:9") from None
+    if not name:
+        raise StudioError(f"--sweep {spec!r}: the direction name is missing")
+    if not (np.isfinite(a0) and np.isfinite(a1)):
+        raise StudioError(f"--sweep {spec!r}: FROM and TO must be finite numbers")
+    if not 2 <= n <= MAX_SWEEP_FRAMES:
+        raise StudioError(f"--sweep {spec!r}: FRAMES must be between 2 and {MAX_SWEEP_FRAMES}, got {n}")
+    return name, a0, a1, n, rows
 
 
 def parse_direction_spec(spec: str) -> tuple[str, float, str | None]:
@@ -302,6 +334,41 @@ class DirectionLibrary:
 # ----------------------------------------------------------------------------
 
 
+def _write_sweep(session, G, name: str, sweep, args, device) -> int:
+    """Render the edit with ``name`` at each amount of the sweep; write a GIF (there and back) or a strip."""
+    import torch
+
+    from studio.core.fileio import atomic_write_bytes
+    from studio.core.imageio import save_image
+    from studio.engine.renderer import to_uint8
+
+    _, a0, a1, n, _ = sweep
+    amounts = np.linspace(a0, a1, n)
+    frames = []
+    for a in amounts:
+        session.set_amount(name, float(a))
+        if not torch.isfinite(torch.as_tensor(session.ws())).all():
+            raise StudioError(f"--sweep: the latent at {name} = {a:g} contains NaN or infinite values; nothing "
+                              f"was written")
+        with torch.inference_mode():
+            frames.append(to_uint8(session.render(G, noise_mode=args.noise_mode, device=device))[0])
+    out = Path(args.out)
+    if out.suffix.lower() == ".gif":
+        from PIL import Image
+
+        seq = frames + frames[-2:0:-1]  # there and back: a seamless loop
+        imgs = [Image.fromarray(f, "RGB") for f in seq]
+        buf = io.BytesIO()
+        imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(args.frame_ms), loop=0)
+        atomic_write_bytes(out, buf.getvalue())
+        print(f"wrote {out} ({len(seq)} frames of {G.img_resolution}x{G.img_resolution}, "
+              f"{name} {a0:g} -> {a1:g} -> {a0:g})")
+    else:
+        save_image(out, np.concatenate(frames, axis=1))
+        print(f"wrote {out} ({n} frames side by side, {name} from {a0:g} to {a1:g})")
+    return 0
+
+
 def run(args) -> int:
     import torch
 
@@ -323,6 +390,17 @@ def run(args) -> int:
             flags = " and ".join(given)
             raise StudioError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} when the input is a "
                               f"photo; {inp} is a {'project' if kind == 'project' else 'latent'} (drop {flags})")
+    sweep = parse_sweep_spec(args.sweep) if getattr(args, "sweep", None) else None
+    if sweep is not None:
+        clash = [f for f, v in (("--paste", paste_out), ("--save-project", args.save_project),
+                                ("--save-latent", args.save_latent)) if v]
+        if clash:
+            raise StudioError(f"--sweep writes the frames only; drop {' and '.join(clash)} (or run once without "
+                              f"--sweep for them)")
+        if sweep[0] in [spec.rsplit("=", 1)[0] for spec in args.direction if "=" in spec]:
+            raise StudioError(f"--sweep {args.sweep!r}: {sweep[0]} is also given with --direction; give it once")
+        if getattr(args, "frame_ms", 120) < 10:
+            raise StudioError(f"--frame-ms must be at least 10, got {args.frame_ms}")
     if getattr(args, "paste_mode", None) is not None and not paste_out:
         raise StudioError("--paste-mode only applies with --paste IMAGE (the photo with the edit pasted back)")
     if invert_steps is not None and invert_steps < 1:
@@ -333,14 +411,21 @@ def run(args) -> int:
         model_arg = args.model
     # every output is checked before anything is loaded or written (no half-done results)
     refs = [spec.rsplit(":", 1)[0] for spec in args.mix if ":" in spec]
-    named = [spec.rsplit("=", 1)[0] for spec in args.direction if "=" in spec]
+    named = [spec.rsplit("=", 1)[0] for spec in args.direction if "=" in spec] + ([sweep[0]] if sweep else [])
     inputs = [inp, model_arg, *args.directions, *refs, *(n for n in named if n.endswith(".npy"))]
     project_out = None
     if args.save_project:
         project_out = Path(args.save_project)
         if not project_out.suffix:
             project_out = project_out.with_suffix(".stylestudio")  # what EditSession.save writes
-    check_outputs([(args.out, "--out", True), (project_out, "--save-project", False),
+    gif = sweep is not None and Path(args.out).suffix.lower() == ".gif"
+    if sweep is not None and not gif:
+        from studio.core.imageio import SAVE_FORMATS, SAVE_SUFFIXES_TEXT
+
+        if Path(args.out).suffix.lower() not in SAVE_FORMATS:
+            raise StudioError(f"--out {args.out}: unknown suffix for --sweep; use .gif (an animation) or "
+                              f"{SAVE_SUFFIXES_TEXT} (a strip of the frames)")
+    check_outputs([(args.out, "--out", not gif), (project_out, "--save-project", False),
                    (args.save_latent, "--save-latent", False), (paste_out, "--paste", True)], inputs,
                   may_update={"--save-project": inp} if kind == "project" else None)
 
@@ -365,8 +450,13 @@ def run(args) -> int:
     for f in args.directions:
         lib.load_file(f)
     have = {ad.direction.name for ad in session.directions}
-    for spec in args.direction:
+    specs = list(args.direction)
+    if sweep is not None:  # added like --direction NAME=FROM[@ROWS], then moved frame by frame
+        specs.append(f"{sweep[0]}={sweep[1]!r}" + (f"@{sweep[4]}" if sweep[4] else ""))
+    swept = None
+    for spec in specs:
         name, amount, rows = parse_direction_spec(spec)
+        swept = name  # (the last spec is the sweep's: the name it has in the session)
         if name in have and rows is None:
             session.set_amount(name, amount)
             continue
@@ -379,6 +469,7 @@ def run(args) -> int:
         else:
             session.add_direction(d, amount)
             have.add(d.name)
+            swept = d.name
             if d.name != name:  # a path given as the name
                 log.info("direction %s loaded from %s", d.name, name)
     for spec in args.condition:
@@ -413,6 +504,8 @@ def run(args) -> int:
     from studio.core.imageio import save_image
     from studio.engine.renderer import to_uint8
 
+    if sweep is not None:
+        return _write_sweep(session, G, swept, sweep, args, device)
     with torch.inference_mode():
         edited = to_uint8(session.render(G, noise_mode=args.noise_mode, device=device))[0]
     pasted = None

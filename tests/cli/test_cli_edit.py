@@ -358,3 +358,35 @@ def test_read_npy_never_suggests_unpickling(files, tmp_path, capsys):
     assert read_npy(good).shape == (2, 3)
     with pytest.raises(StudioError, match="no such file"):
         read_npy(tmp_path / "nope.npy")
+
+
+def test_edit_sweep_writes_a_strip_or_a_looping_gif(files, tmp_path, capsys):
+    """--sweep NAME=FROM:TO:N: frame i is the edit with NAME at the i-th amount (the other edits kept);
+    a .gif plays there and back (2N - 2 frames)."""
+    d, model, G = files
+    src = str(d / "src.npy")
+    common = ["--model", str(model), "--direction", f"{d / 'age_w_boundary.npy'}=1"]
+    assert main(["edit", src, *common, "--sweep", "sefa0=-2:2:3", "--out", str(tmp_path / "strip.png")]) == 0
+    strip = _img(tmp_path / "strip.png")
+    R = G.img_resolution
+    assert strip.shape == (R, 3 * R, 3)
+    for i, a in enumerate((-2, 0, 2)):
+        out = tmp_path / f"f{i}.png"
+        assert main(["edit", src, *common, "--direction", f"sefa0={a}", "--out", str(out)]) == 0
+        assert np.array_equal(strip[:, i * R:(i + 1) * R], _img(out)), i
+    assert not np.array_equal(strip[:, :R], strip[:, 2 * R:])
+    assert main(["edit", src, *common, "--sweep", "sefa0=-2:2:4", "--frame-ms", "50",
+                 "--out", str(tmp_path / "s.gif")]) == 0
+    gif = Image.open(tmp_path / "s.gif")
+    assert gif.n_frames == 6 and gif.size == (R, R) and gif.info.get("loop") == 0 and gif.info["duration"] == 50
+    capsys.readouterr()
+    for bad, needle in [(["--sweep", "sefa0=-2:2:1"], "FRAMES must be between 2"),
+                        (["--sweep", "sefa0=-2"], "expected NAME=FROM:TO"),
+                        (["--sweep", "sefa0=0:1", "--direction", "sefa0=1"], "also given with --direction"),
+                        (["--sweep", "sefa0=0:1", "--save-latent", str(tmp_path / "w.npy")], "drop --save-latent"),
+                        (["--sweep", "sefa0=0:1", "--frame-ms", "0"], "--frame-ms must be at least 10")]:
+        assert main(["edit", src, "--model", str(model), *bad, "--out", str(tmp_path / "x.gif")]) == 2
+        _err(capsys, needle)
+    assert main(["edit", src, "--model", str(model), "--sweep", "sefa0=0:1", "--out", str(tmp_path / "x.mp4")]) == 2
+    _err(capsys, "use .gif (an animation)")
+    assert not (tmp_path / "x.gif").exists() and not (tmp_path / "w.npy").exists()
