@@ -72,7 +72,8 @@ def register(sub) -> None:
     p.add_argument("--sweep", default=None, metavar="NAME=FROM:TO[:FRAMES][@ROWS]",
                    help="render the edit with direction NAME moving from FROM to TO in FRAMES steps (default 9): "
                         "--out .gif is an animation (there and back), another image suffix a strip of the frames")
-    p.add_argument("--frame-ms", type=int, default=120, help="with --sweep and a .gif: milliseconds per frame")
+    p.add_argument("--frame-ms", type=int, default=120,
+                   help="with --sweep and a .gif: milliseconds per frame (10 to 655350; default 120)")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
                    help="per-pixel noise: const (the model's fixed maps, reproducible; default), random or none")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -105,6 +106,7 @@ def parse_rows(text: str, num_ws: int) -> tuple[int, int]:
 
 
 MAX_SWEEP_FRAMES = 200
+MAX_FRAME_MS = 655350  # a GIF frame's longest duration
 
 
 def parse_sweep_spec(spec: str) -> tuple[str, float, float, int, str | None]:
@@ -334,15 +336,50 @@ class DirectionLibrary:
 # ----------------------------------------------------------------------------
 
 
+#: Widest image a strip may be in these formats (WebP's and libjpeg's own limits).
+STRIP_MAX_WIDTH = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}
+
+
+def check_strip_width(out, frames: int, resolution: int) -> None:
+    """Refuse, before any work, a --sweep strip wider than its format can hold."""
+    suffix = Path(out).suffix.lower()
+    limit = STRIP_MAX_WIDTH.get(suffix)
+    if limit is not None and frames * resolution > limit:
+        raise StudioError(f"--out {out}: a strip of {frames} frames of {resolution} px is {frames * resolution} px "
+                          f"wide, more than {suffix} allows ({limit}); use at most {limit // resolution} frames, "
+                          f"or .png or .gif")
+
+
+def _noise_seed(noise_mode: str) -> int | None:
+    """With random noise: one seed for the noise maps of every render of this run (the edit and its
+    unedited base, or a sweep's frames), so that they differ only by their latents."""
+    import torch
+
+    return int(torch.randint(0, 2 ** 62, ()).item()) if noise_mode == "random" else None
+
+
+def _render(session, G, noise_mode: str, device, seed: int | None = None):
+    """(R, R, 3) uint8 of the session's edit; ``seed``: the random noise maps' (see :func:`_noise_seed`)."""
+    import torch
+
+    from studio.engine.renderer import to_uint8
+
+    with torch.inference_mode():
+        if seed is None:
+            return to_uint8(session.render(G, noise_mode=noise_mode, device=device))[0]
+        gen = torch.Generator(device=device).manual_seed(seed)
+        return to_uint8(G.synthesis(session.ws_batch(device), noise_mode=noise_mode, generator=gen))[0]
+
+
 def _write_sweep(session, G, name: str, sweep, args, device) -> int:
     """Render the edit with ``name`` at each amount of the sweep; write a GIF (there and back) or a strip."""
     import torch
 
     from studio.core.fileio import atomic_write_bytes
     from studio.core.imageio import save_image
-    from studio.engine.renderer import to_uint8
 
     _, a0, a1, n, _ = sweep
+    seed = _noise_seed(args.noise_mode)  # (random noise: the same maps in every frame, no flicker)
     amounts = np.linspace(a0, a1, n)
     frames = []
     for a in amounts:
@@ -350,8 +387,7 @@ def _write_sweep(session, G, name: str, sweep, args, device) -> int:
         if not torch.isfinite(torch.as_tensor(session.ws())).all():
             raise StudioError(f"--sweep: the latent at {name} = {a:g} contains NaN or infinite values; nothing "
                               f"was written")
-        with torch.inference_mode():
-            frames.append(to_uint8(session.render(G, noise_mode=args.noise_mode, device=device))[0])
+        frames.append(_render(session, G, args.noise_mode, device, seed))
     out = Path(args.out)
     if out.suffix.lower() == ".gif":
         from PIL import Image
@@ -399,8 +435,8 @@ def run(args) -> int:
                               f"--sweep for them)")
         if sweep[0] in [spec.rsplit("=", 1)[0] for spec in args.direction if "=" in spec]:
             raise StudioError(f"--sweep {args.sweep!r}: {sweep[0]} is also given with --direction; give it once")
-        if getattr(args, "frame_ms", 120) < 10:
-            raise StudioError(f"--frame-ms must be at least 10, got {args.frame_ms}")
+        if not 10 <= getattr(args, "frame_ms", 120) <= MAX_FRAME_MS:  # (a GIF holds 16 bits of 1/100 s)
+            raise StudioError(f"--frame-ms must be between 10 and {MAX_FRAME_MS}, got {args.frame_ms}")
     if getattr(args, "paste_mode", None) is not None and not paste_out:
         raise StudioError("--paste-mode only applies with --paste IMAGE (the photo with the edit pasted back)")
     if invert_steps is not None and invert_steps < 1:
@@ -436,6 +472,8 @@ def run(args) -> int:
     device = pick_device(args.device)
     G = G.to(device).eval()
     ident = ModelIdentity.from_bundle(bundle)
+    if sweep is not None and not gif:
+        check_strip_width(args.out, sweep[3], int(G.img_resolution))
 
     transform = None
     if kind == "photo":
@@ -502,22 +540,20 @@ def run(args) -> int:
         raise StudioError("the edited latent contains NaN or infinite values (from the input, a direction, "
                           "--psi or the reference latent); nothing was written")
     from studio.core.imageio import save_image
-    from studio.engine.renderer import to_uint8
 
     if sweep is not None:
         return _write_sweep(session, G, swept, sweep, args, device)
-    with torch.inference_mode():
-        edited = to_uint8(session.render(G, noise_mode=args.noise_mode, device=device))[0]
+    change = paste_out and (getattr(args, "paste_mode", None) or "change") == "change"
+    seed = _noise_seed(args.noise_mode) if change else None  # random noise: the same maps in the edit and its base
+    edited = _render(session, G, args.noise_mode, device, seed)
     pasted = None
     if paste_out:  # before anything is written: a paste that fails leaves no half-done outputs
         from studio.core.imageio import load_image
         from studio.core.paste import paste_back
 
         base = None
-        if (getattr(args, "paste_mode", None) or "change") == "change":  # the unedited reconstruction, rendered alike
-            with torch.inference_mode():
-                base = to_uint8(EditSession(latent, w_avg=G.w_avg).render(G, noise_mode=args.noise_mode,
-                                                                        device=device))[0]
+        if change:  # the unedited reconstruction, rendered alike (the same noise)
+            base = _render(EditSession(latent, w_avg=G.w_avg), G, args.noise_mode, device, seed)
         pasted = paste_back(load_image(inp)[0], edited, transform, base_aligned=base)
     out = save_image(args.out, edited)
     print(f"wrote {out} ({G.img_resolution}x{G.img_resolution})")

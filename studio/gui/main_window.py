@@ -1540,7 +1540,7 @@ class MainWindow(QMainWindow):
         its base) or the whole face."""
         if self.photo is None or self.aligned is None or self.session is None or not self._edits_this_face():
             return
-        photo, transform = self.photo, self.aligned.transform
+        photo, transform, token = self.photo, self.aligned.transform, self._face_token
         base_of = None
         if self.keep_detail.isChecked() and self.model is not None:
             source = self.session.state.source
@@ -1559,7 +1559,7 @@ class MainWindow(QMainWindow):
         def job(ctx):
             return ws_ops.paste(photo, img, transform, base=None if base_of is None else base_of())
 
-        self.jobs.submit(job, name="paste", key="paste", on_done=lambda out: self._pasted(gen, out),
+        self.jobs.submit(job, name="paste", key="paste", on_done=lambda out: self._pasted(gen, out, token),
                          on_error=lambda e: self.show_error("Cannot paste the face back", e))
 
     def _keep_detail_toggled(self, on: bool) -> None:
@@ -1568,9 +1568,11 @@ class MainWindow(QMainWindow):
         if self.edit_image is not None and self.render_worker is not None:
             self._paste(self.render_worker.latest_generation, self.edit_image)
 
-    def _pasted(self, gen: int, out: np.ndarray) -> None:
+    def _pasted(self, gen: int, out: np.ndarray, token: int | None = None) -> None:
         if self.render_worker is None or gen != self.render_worker.latest_generation:
             return
+        if token is not None and (token != self._face_token or self.photo is None):
+            return  # pasted into a photo (or face) no longer open: another one was opened meanwhile
         self.pasted_image = out
         self.export_photo_action.setEnabled(self.session is not None)
         if not self.show_original.isChecked():
@@ -1921,6 +1923,10 @@ class MainWindow(QMainWindow):
             path = self.ask_save_path("Save project", "edit.stylestudio", PROJECT_FILTER)
             if not path:
                 return False
+            # saves asked for earlier but still queued (behind an export, say) go first: written
+            # after this one, an older version would replace it (same file) and count as the last save
+            self.io_jobs.runner.wait_idle()
+            self._write_queued_saves(keep_failed=True)
             sess, version = self.session, self.session.version
             try:
                 _write_project(_project_path(path), sess.to_project_bytes())
@@ -1970,13 +1976,10 @@ class MainWindow(QMainWindow):
         self.training_window.activateWindow()
         return self.training_window
 
-    def shutdown(self) -> None:
-        """Write project saves still queued, cancel and stop every worker (idempotent). A clean
-        close removes the autosave; one that leaves unsaved changes (or a failed save) keeps it, so
-        the next start offers to recover the edit."""
-        self._closed = True
-        self._autosave_timer.stop()
-        self.io_jobs.shutdown(cancel=False)  # saves and exports already asked for are written
+    def _write_queued_saves(self, *, keep_failed: bool = False) -> None:
+        """At close, once the I/O worker is idle: project saves its worker never started are written
+        now, in order; those it wrote count as saved (their done-callbacks may not have run yet).
+        ``keep_failed``: one that failed on its worker still gets its error box (the window may stay)."""
         saves, self._pending_saves = list(self._pending_saves.items()), {}
         for key, (write, sess, version) in saves:  # not tried yet (its worker never started it): now
             try:
@@ -1985,10 +1988,21 @@ class MainWindow(QMainWindow):
                     write()
                 elif not tried:  # it failed on its worker: not tried twice; the autosave keeps the edit
                     log.error("a project save failed as the window closed; the edit stays in the autosave")
+                    if keep_failed:
+                        self._pending_saves[key] = (write, sess, version)
                     continue
                 sess._saved_version = version
             except Exception as e:  # noqa: BLE001 - nothing left to show it in; the autosave keeps the edit
                 log.error("saving the project at close failed: %s", e)
+
+    def shutdown(self) -> None:
+        """Write project saves still queued, cancel and stop every worker (idempotent). A clean
+        close removes the autosave; one that leaves unsaved changes (or a failed save) keeps it, so
+        the next start offers to recover the edit."""
+        self._closed = True
+        self._autosave_timer.stop()
+        self.io_jobs.shutdown(cancel=False)  # saves and exports already asked for are written
+        self._write_queued_saves()
         if self._autosaver is not None:
             unsaved = self.session is not None and self.session.modified and not self._discard_unsaved
             if unsaved:

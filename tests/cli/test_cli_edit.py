@@ -384,9 +384,54 @@ def test_edit_sweep_writes_a_strip_or_a_looping_gif(files, tmp_path, capsys):
                         (["--sweep", "sefa0=-2"], "expected NAME=FROM:TO"),
                         (["--sweep", "sefa0=0:1", "--direction", "sefa0=1"], "also given with --direction"),
                         (["--sweep", "sefa0=0:1", "--save-latent", str(tmp_path / "w.npy")], "drop --save-latent"),
-                        (["--sweep", "sefa0=0:1", "--frame-ms", "0"], "--frame-ms must be at least 10")]:
+                        (["--sweep", "sefa0=0:1", "--frame-ms", "0"], "--frame-ms must be between 10 and"),
+                        # (was an OverflowError traceback once every frame was rendered)
+                        (["--sweep", "sefa0=0:1", "--frame-ms", "700000"], "--frame-ms must be between 10 and")]:
         assert main(["edit", src, "--model", str(model), *bad, "--out", str(tmp_path / "x.gif")]) == 2
         _err(capsys, needle)
     assert main(["edit", src, "--model", str(model), "--sweep", "sefa0=0:1", "--out", str(tmp_path / "x.mp4")]) == 2
     _err(capsys, "use .gif (an animation)")
     assert not (tmp_path / "x.gif").exists() and not (tmp_path / "w.npy").exists()
+
+
+def _noisy_model(path, resolution=64):
+    """A tiny model whose noise inputs matter (a random model's noise strengths are 0)."""
+    torch.manual_seed(0)
+    G = Generator(z_dim=32, w_dim=32, img_resolution=resolution, channel_base=512, channel_max=32).eval()
+    with torch.no_grad():
+        for n, p in G.named_parameters():
+            if n.endswith("noise_strength"):
+                p.fill_(0.5)
+    return stylestudio_fmt.save(ModelBundle(format="stylestudio", path="", generator=G), path)
+
+
+def test_edit_sweep_with_random_noise_keeps_the_noise_across_frames(files, tmp_path):
+    """--noise-mode random: every frame draws the same noise maps, so frames differ by the direction
+    only (a sweep from a value to itself gives equal frames; no flicker in the GIF)."""
+    d, _, _ = files
+    model = _noisy_model(tmp_path / "noisy.safetensors")
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--noise-mode", "random",
+                 "--sweep", "sefa0=1:1:3", "--out", str(tmp_path / "strip.png")]) == 0
+    strip = _img(tmp_path / "strip.png")
+    assert np.array_equal(strip[:, :64], strip[:, 64:128]) and np.array_equal(strip[:, :64], strip[:, 128:])
+    # ... and the noise is random still: a render with const noise differs
+    assert main(["edit", str(d / "src.npy"), "--model", str(model), "--direction", "sefa0=1",
+                 "--out", str(tmp_path / "const.png")]) == 0
+    assert not np.array_equal(strip[:, :64], _img(tmp_path / "const.png"))
+
+
+def test_edit_sweep_strip_too_wide_for_its_format_is_refused_first(tmp_path, capsys):
+    """WebP holds 16383 px, JPEG 65500: a wider strip is one error line before any work (was a
+    traceback, or a misleading 'check the folder' error, after every frame was rendered)."""
+    from studio.cli.cmd_edit import check_strip_width
+
+    model = _noisy_model(tmp_path / "m128.safetensors", resolution=128)
+    np.save(tmp_path / "w.npy", np.zeros((12, 32), np.float32))
+    assert main(["edit", str(tmp_path / "w.npy"), "--model", str(model), "--sweep", "sefa0=0:1:130",
+                 "--out", str(tmp_path / "s.webp")]) == 2
+    _err(capsys, "16640 px wide", ".webp allows (16383)", "at most 127 frames")
+    assert not (tmp_path / "s.webp").exists()
+    check_strip_width("s.png", 200, 1024)
+    check_strip_width("s.jpg", 63, 1024)
+    with pytest.raises(StudioError, match="65500"):
+        check_strip_width("s.JPG", 64, 1024)

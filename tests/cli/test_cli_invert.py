@@ -188,3 +188,23 @@ def test_invert_notes_several_faces(model, tmp_path, capsys):
     assert "two_faces_celebahq.jpg: 2 faces found; using the most confident" in err
     assert "align --all-faces" in err and "--aligned" in err
     assert (out / "two_faces_celebahq.npy").is_file()
+
+
+@pytest.mark.skipif(not FACES.is_dir(), reason="shared sample photos not found")
+def test_edit_paste_with_random_noise_gives_the_photo_back_without_an_edit(tmp_path):
+    """--paste-mode change with --noise-mode random: the edit and its unedited base share their noise
+    maps, so no edit is the photo bit for bit (was: the two noises' difference pasted into the face)."""
+    from studio.core.imageio import load_image
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=32, w_dim=32, img_resolution=32, channel_base=512, channel_max=32).eval()
+    with torch.no_grad():
+        for n, p in G.named_parameters():
+            if n.endswith("noise_strength"):
+                p.fill_(0.5)  # noise that shows (a random model's strengths are 0)
+    path = stylestudio_fmt.save(ModelBundle(format="stylestudio", path="", generator=G), tmp_path / "noisy.safetensors")
+    photo = FACES / "celebahq_female_039913.jpg"
+    pasted = tmp_path / "p.png"
+    assert main(["edit", str(photo), "--model", str(path), "--invert-steps", "2", "--noise-mode", "random",
+                 "--out", str(tmp_path / "e.png"), "--paste", str(pasted)]) == 0
+    assert np.array_equal(np.asarray(Image.open(pasted)), load_image(photo)[0])

@@ -64,6 +64,37 @@ def test_keep_the_photos_detail_pastes_the_change_only(qtbot, window, monkeypatc
     assert win.recipe("photo")["paste"] == "replace"
 
 
+@needs_faces
+def test_a_paste_finishing_after_another_photo_opened_is_dropped(qtbot, window, monkeypatch):
+    """The paste of the previous photo (its base render makes it slow) must not land on the photo
+    opened meanwhile: the canvas and Export photo would show the old photo with its edit."""
+    import threading
+
+    from studio.engine import workspace as ws_ops
+
+    win = window
+    _open_photo(qtbot, win)
+    _invert(qtbot, win)
+    gate, started, landed = threading.Event(), threading.Event(), []
+    real = ws_ops.paste
+
+    def slow(*a, **k):
+        started.set()
+        gate.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ws_ops, "paste", slow)
+    real_pasted = win._pasted
+    monkeypatch.setattr(win, "_pasted", lambda *a: (landed.append(1), real_pasted(*a)))
+    slider = next(iter(win._sliders.values()))
+    slider.slider.setValue(slider.slider.maximum())
+    qtbot.waitUntil(started.is_set, timeout=30000)
+    _open_photo(qtbot, win, FACES / "celebahq_female_039913.jpg")
+    gate.set()
+    qtbot.waitUntil(lambda: bool(landed), timeout=30000)
+    assert win.pasted_image is None and not win.export_photo_action.isEnabled()
+
+
 def test_keep_detail_choice_persists(qtbot, tiny_model, tmp_path):
     from PySide6.QtCore import QSettings
 

@@ -398,3 +398,23 @@ def test_closing_asks_only_for_an_unsaved_edit(qtbot, window, recovery_dir, tmp_
     assert not win.isWindowModified() and not win.has_unsaved_edit()
     win.close()
     assert not win.isVisible()
+
+
+def test_saving_at_close_comes_after_a_save_still_queued(qtbot, window, recovery_dir, tmp_path, monkeypatch):
+    """A save asked for earlier and still queued is written before the one made at close, not over
+    it: the file holds the latest edit and no autosave is left to offer at the next start."""
+    from studio.engine.session import EditSession
+
+    win = window
+    win.confirm_close = True
+    _unsaved_edit(qtbot, win)
+    name = next(iter(win._sliders))
+    monkeypatch.setattr(win.io_jobs, "submit", lambda *a, **k: None)  # never started: it stays queued
+    win.save_project(tmp_path / "edit.stylestudio")  # the edit at 0.5
+    win.session.set_amount(name, 1.5)
+    monkeypatch.setattr(win, "ask_save_changes", lambda: "save")
+    monkeypatch.setattr(win, "ask_save_path", lambda *a: str(tmp_path / "edit.stylestudio"))
+    win.close()
+    assert win._closed
+    assert EditSession.load(tmp_path / "edit.stylestudio").amount(name) == 1.5
+    assert not list(recovery_dir.iterdir())
