@@ -109,14 +109,20 @@ MAX_SWEEP_FRAMES = 200
 MAX_FRAME_MS = 655350  # a GIF frame's longest duration
 
 
-def parse_sweep_spec(spec: str) -> tuple[str, float, float, int, str | None]:
-    """'age=-3:3' -> ('age', -3.0, 3.0, 9, None); 'pc3=0:2:5@fine' -> ('pc3', 0.0, 2.0, 5, 'fine')."""
+def _split_spec(spec: str, flag: str, form: str, example: str) -> tuple[str, str, str | None]:
+    """'NAME=VALUE[@ROWS]' -> (NAME, VALUE, ROWS or None); ``form`` / ``example`` for the message."""
     if "=" not in spec:
-        raise StudioError(f"--sweep {spec!r}: expected NAME=FROM:TO[:FRAMES], e.g. age=-3:3")
+        raise StudioError(f"{flag} {spec!r}: expected {form}, e.g. {example}")
     name, rest = spec.rsplit("=", 1)
     rows = None
     if "@" in rest:
         rest, rows = rest.split("@", 1)
+    return name, rest, rows
+
+
+def parse_sweep_spec(spec: str) -> tuple[str, float, float, int, str | None]:
+    """'age=-3:3' -> ('age', -3.0, 3.0, 9, None); 'pc3=0:2:5@fine' -> ('pc3', 0.0, 2.0, 5, 'fine')."""
+    name, rest, rows = _split_spec(spec, "--sweep", "NAME=FROM:TO[:FRAMES]", "age=-3:3")
     parts = rest.split(":")
     try:
         if len(parts) not in (2, 3):
@@ -136,12 +142,7 @@ def parse_sweep_spec(spec: str) -> tuple[str, float, float, int, str | None]:
 
 def parse_direction_spec(spec: str) -> tuple[str, float, str | None]:
     """'age=+2' -> ('age', 2.0, None); 'pc3=-1.5@fine' -> ('pc3', -1.5, 'fine')."""
-    if "=" not in spec:
-        raise StudioError(f"--direction {spec!r}: expected NAME=AMOUNT, e.g. age=+2")
-    name, rest = spec.rsplit("=", 1)
-    rows = None
-    if "@" in rest:
-        rest, rows = rest.split("@", 1)
+    name, rest, rows = _split_spec(spec, "--direction", "NAME=AMOUNT", "age=+2")
     try:
         amount = float(rest)
     except ValueError:
