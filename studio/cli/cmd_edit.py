@@ -338,17 +338,13 @@ class DirectionLibrary:
 
 
 #: Widest image a strip may be in these formats (WebP's and libjpeg's own limits).
-STRIP_MAX_WIDTH = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}
-
-
 def check_strip_width(out, frames: int, resolution: int) -> None:
-    """Refuse, before any work, a --sweep strip wider than its format can hold."""
-    suffix = Path(out).suffix.lower()
-    limit = STRIP_MAX_WIDTH.get(suffix)
-    if limit is not None and frames * resolution > limit:
-        raise StudioError(f"--out {out}: a strip of {frames} frames of {resolution} px is {frames * resolution} px "
-                          f"wide, more than {suffix} allows ({limit}); use at most {limit // resolution} frames, "
-                          f"or .png or .gif")
+    """Refuse, before any work, a --sweep output its format cannot hold."""
+    from studio.engine.workspace import sweep_problem
+
+    problem = sweep_problem(out, frames, resolution)
+    if problem is not None:
+        raise StudioError(f"--out {problem}")
 
 
 def _noise_seed(noise_mode: str) -> int | None:
@@ -376,9 +372,6 @@ def _write_sweep(session, G, name: str, sweep, args, device) -> int:
     """Render the edit with ``name`` at each amount of the sweep; write a GIF (there and back) or a strip."""
     import torch
 
-    from studio.core.fileio import atomic_write_bytes
-    from studio.core.imageio import save_image
-
     _, a0, a1, n, _ = sweep
     seed = _noise_seed(args.noise_mode)  # (random noise: the same maps in every frame, no flicker)
     amounts = np.linspace(a0, a1, n)
@@ -389,19 +382,13 @@ def _write_sweep(session, G, name: str, sweep, args, device) -> int:
             raise StudioError(f"--sweep: the latent at {name} = {a:g} contains NaN or infinite values; nothing "
                               f"was written")
         frames.append(_render(session, G, args.noise_mode, device, seed))
-    out = Path(args.out)
-    if out.suffix.lower() == ".gif":
-        from PIL import Image
+    from studio.engine.workspace import save_sweep
 
-        seq = frames + frames[-2:0:-1]  # there and back: a seamless loop
-        imgs = [Image.fromarray(f, "RGB") for f in seq]
-        buf = io.BytesIO()
-        imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(args.frame_ms), loop=0)
-        atomic_write_bytes(out, buf.getvalue())
-        print(f"wrote {out} ({len(seq)} frames of {G.img_resolution}x{G.img_resolution}, "
+    out, written = save_sweep(args.out, frames, frame_ms=args.frame_ms)
+    if out.suffix.lower() == ".gif":
+        print(f"wrote {out} ({written} frames of {G.img_resolution}x{G.img_resolution}, "
               f"{name} {a0:g} -> {a1:g} -> {a0:g})")
     else:
-        save_image(out, np.concatenate(frames, axis=1))
         print(f"wrote {out} ({n} frames side by side, {name} from {a0:g} to {a1:g})")
     return 0
 

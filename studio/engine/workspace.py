@@ -7,6 +7,8 @@ through jobs and shows the results.
 
 from __future__ import annotations
 
+import io
+
 import dataclasses
 import logging
 import threading
@@ -301,6 +303,43 @@ def render_latent(G, latent) -> np.ndarray:
     with torch.inference_mode():
         img = G.synthesis(ws.to(dev), noise_mode="const")
     return to_uint8(img)[0]
+
+
+#: Widest image each strip format holds (pixels); formats not listed hold any width we make.
+STRIP_MAX_WIDTH = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}
+
+
+def sweep_problem(path: str | Path, frames: int, resolution: int) -> str | None:
+    """Why a direction sweep of ``frames`` frames cannot be written to ``path`` (None: it can)."""
+    from studio.core.imageio import SAVE_FORMATS, SAVE_SUFFIXES_TEXT
+
+    suffix = Path(path).suffix.lower()
+    if suffix != ".gif" and suffix not in SAVE_FORMATS:
+        return f"{path}: unknown suffix for a sweep; use .gif (an animation) or {SAVE_SUFFIXES_TEXT} (a strip of the frames)"
+    limit = STRIP_MAX_WIDTH.get(suffix)
+    if limit is not None and frames * resolution > limit:
+        return (f"{path}: a strip of {frames} frames of {resolution} px is {frames * resolution} px wide, more than "
+                f"{suffix} allows ({limit}); use at most {limit // resolution} frames, or .png or .gif")
+    return None
+
+
+def save_sweep(path: str | Path, frames: list[np.ndarray], *, frame_ms: int = 120) -> tuple[Path, int]:
+    """Write a direction sweep: ``.gif`` an animation there and back (a seamless loop, ``frame_ms`` per
+    frame), another image suffix the frames side by side. Returns (path, frames written)."""
+    from studio.core.fileio import atomic_write_bytes
+    from studio.core.imageio import save_image
+
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        return save_image(path, np.concatenate(frames, axis=1)), len(frames)
+    from PIL import Image
+
+    seq = list(frames) + list(frames[-2:0:-1])
+    imgs = [Image.fromarray(f, "RGB") for f in seq]
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(frame_ms), loop=0)
+    atomic_write_bytes(path, buf.getvalue())
+    return path, len(seq)
 
 
 def load_direction_file(model: LoadedModel, path: str | Path) -> list:

@@ -403,6 +403,9 @@ class MainWindow(QMainWindow):
                                                 "Save the photo with the edited face pasted back (recipe in metadata)")
         self.export_aligned_action = self._action(f, "Export &aligned edit…", self.export_aligned, "Ctrl+Shift+E",
                                                   "Save the edited aligned face at the model's resolution (recipe in metadata)")
+        self.export_sweep_action = self._action(f, "Export direction s&weep…", lambda: self.export_sweep(), None,
+                                                "The edit with one direction moving over a range: a looping GIF "
+                                                "or a strip of frames")
         f.addSeparator()
         self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         e = mb.addMenu("&Edit")
@@ -1450,6 +1453,7 @@ class MainWindow(QMainWindow):
             self.setWindowModified(bool(has and s.modified))
         self.save_action.setEnabled(has)
         self.export_aligned_action.setEnabled(has and self.edit_image is not None)
+        self.export_sweep_action.setEnabled(bool(editable and s.directions))
         self.export_photo_action.setEnabled(has and self.photo is not None and self.pasted_image is not None)
         self.reset_button.setEnabled(editable)
         self.reset_dirs_button.setEnabled(editable)
@@ -1606,6 +1610,95 @@ class MainWindow(QMainWindow):
             self.show_message("info", "Nothing to export", "Invert a photo or draw a random face first.")
             return
         self._export(self.edit_image, path, "edited_face.png", "aligned")
+
+    def export_sweep(self, name: str | None = None, lo: float | None = None, hi: float | None = None,
+                     frames: int = 9, path: str | Path | None = None) -> None:
+        """File ▸ Export direction sweep…: the current edit with direction ``name`` moving from ``lo``
+        to ``hi`` (its slider range by default) in ``frames`` steps, rendered on a worker; ``.gif``: an
+        animation there and back, another image suffix: the frames side by side. Without ``name`` a
+        dialog asks."""
+        if self.session is None or self.model is None or not self.session.directions or not self._editable():
+            self.show_message("info", "Nothing to sweep", "Invert a photo or draw a random face first.")
+            return
+        if name is None:
+            asked = self.ask_sweep()
+            if asked is None:
+                return
+            name, lo, hi, frames = asked
+        names = [ad.direction.name for ad in self.session.directions]
+        if name not in names:
+            self.show_message("warning", "No such direction", f"{name!r} is not one of this edit's directions.")
+            return
+        d = self.session.directions[names.index(name)].direction
+        lo = d.default_range[0] if lo is None else float(lo)
+        hi = d.default_range[1] if hi is None else float(hi)
+        path = path or self.ask_save_path("Export direction sweep", f"{name.replace(' ', '_')}_sweep.gif",
+                                          "GIF animation (*.gif);;PNG strip (*.png)")
+        if not path:
+            return
+        if not Path(path).suffix:
+            path = Path(path).with_suffix(".gif")
+        problem = ws_ops.sweep_problem(path, int(frames), self.model.resolution)
+        if problem is not None or not 2 <= int(frames) <= 200:
+            self.show_message("warning", "Cannot export the sweep", problem or "Give 2 to 200 frames.")
+            return
+        state, w_avg, G, i = self.session.state.copy(), self.session.w_avg, self.model.G, names.index(name)
+
+        def job(ctx):
+            from studio.engine.session import compose
+
+            out = []
+            for a in np.linspace(lo, hi, int(frames)):
+                ctx.check()
+                state.directions[i] = AppliedDirection(d, float(a))
+                out.append(ws_ops.render_latent(G, compose(state, w_avg).numpy()))
+            return ws_ops.save_sweep(path, out)
+
+        def done(r):
+            p, n = r
+            self.statusBar().showMessage(f"Exported {p} ({n} frames, {name} {lo:+g} to {hi:+g})", 6000)
+            self.exported.emit(str(p))
+
+        self.jobs.submit(job, name="direction sweep", on_done=done,
+                         on_error=lambda e: self.show_error("Cannot export the sweep", e))
+
+    def ask_sweep(self) -> tuple[str, float, float, int] | None:
+        """(direction, from, to, frames) for Export direction sweep…, or None (cancelled)."""
+        from PySide6.QtWidgets import QDialog, QDialogButtonBox, QDoubleSpinBox
+
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Export direction sweep")
+        form = QFormLayout(dlg)
+        combo = QComboBox()
+        dirs = [ad.direction for ad in self.session.directions]
+        for d in dirs:
+            combo.addItem(str(d.meta.get("label") or d.name), d.name)
+        lo, hi = QDoubleSpinBox(), QDoubleSpinBox()
+        for box in (lo, hi):
+            box.setRange(-1000.0, 1000.0)
+            box.setDecimals(2)
+        frames = QSpinBox()
+        frames.setRange(2, 200)
+        frames.setValue(9)
+
+        def follow(i):
+            a, b = dirs[i].default_range
+            lo.setValue(a)
+            hi.setValue(b)
+
+        combo.currentIndexChanged.connect(follow)
+        follow(0)
+        form.addRow("Direction", combo)
+        form.addRow("From", lo)
+        form.addRow("To", hi)
+        form.addRow("Frames", frames)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        bb.accepted.connect(dlg.accept)
+        bb.rejected.connect(dlg.reject)
+        form.addRow(bb)
+        if dlg.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return combo.currentData(), lo.value(), hi.value(), frames.value()
 
     def recipe(self, what: str = "aligned") -> dict | None:
         """The edit recipe written into exported images (see ``EditSession.recipe``)."""

@@ -355,3 +355,39 @@ def test_saving_a_project_where_it_cannot_be_written_says_what_to_do(qtbot, wind
     kind, title, text = sig.args
     assert kind == "error" and "cannot write" in text and "writable" in text
     assert "Please report" not in text and ".tmp" not in text
+
+
+def test_export_direction_sweep(qtbot, window, tmp_path, monkeypatch):
+    """File ▸ Export direction sweep…: frame i is the current edit with the direction at the i-th
+    amount (rendered on a worker from a copy: the edit itself and its undo history are untouched);
+    .gif loops there and back."""
+    from studio.engine import workspace as ws_ops
+    from studio.engine.session import AppliedDirection, compose
+
+    win = window
+    with qtbot.waitSignal(win.frame_shown, timeout=30000, check_params_cb=_final_of(win)):
+        win.random_face()
+    names = list(win._sliders)
+    win.session.set_amount(names[1], 1.0)  # another edit, kept in every frame
+    undo, version = win.undo_action.text(), win.session.version
+    assert win.export_sweep_action.isEnabled()
+    with qtbot.waitSignal(win.exported, timeout=30000):
+        win.export_sweep(names[0], -2, 2, 3, tmp_path / "strip.png")
+    strip = np.asarray(Image.open(tmp_path / "strip.png"))
+    R = win.model.resolution
+    assert strip.shape == (R, 3 * R, 3)
+    state = win.session.state.copy()
+    i = state.index_of(names[0])
+    for k, a in enumerate((-2.0, 0.0, 2.0)):
+        state.directions[i] = AppliedDirection(state.directions[i].direction, a)
+        assert np.array_equal(strip[:, k * R:(k + 1) * R], ws_ops.render_latent(win.model.G, compose(state, win.session.w_avg).numpy()))
+    assert win.session.version == version and win.undo_action.text() == undo and win.session.amount(names[0]) == 0
+    monkeypatch.setattr(win, "ask_sweep", lambda: (names[0], -1.0, 1.0, 4))
+    monkeypatch.setattr(win, "ask_save_path", lambda *a: str(tmp_path / "anim"))
+    with qtbot.waitSignal(win.exported, timeout=30000):
+        win.export_sweep()
+    gif = Image.open(tmp_path / "anim.gif")
+    assert gif.n_frames == 6 and gif.size == (R, R)
+    monkeypatch.setattr(win, "ask_save_path", lambda *a: str(tmp_path / "x.mp4"))
+    win.export_sweep()
+    assert win.messages[-1][1] == "Cannot export the sweep" and ".gif" in win.messages[-1][2]
