@@ -348,6 +348,8 @@ def trainer_main(argv, parse_args, make_trainer, run_desc, *, resume_from_new=No
         run_dir = None
         if args.resume:
             run_dir = Path(args.resume)
+            if is_rank0:
+                persist_schedule(run_dir, asdict(cfg))
             resume_from = run_dir / "resume.pt"
             if not resume_from.is_file():
                 resume_from = None  # killed before the first snapshot: start over in the same folder
@@ -402,6 +404,34 @@ def _run_writer(saved: dict) -> str | None:
         if a == "train" and i + 1 < len(argv) and argv[i + 1] in _WRITERS:
             return _WRITERS[argv[i + 1]]
     return None
+
+
+# The fields of a resumed run's config that change the run itself, not just this invocation: a larger
+# --steps / --kimg (Train longer…) is written back to config.json, so that the run's target, its progress
+# and a later plain --resume use it (--max-steps, --threads, --device, --time-budget are per invocation).
+SCHEDULE_FIELDS = ("steps", "kimg", "decay_fraction", "eval_every", "metrics_every_kimg", "snapshot_every_kimg",
+                   "sample_every_kimg", "snapshot_every", "keep_snapshots")
+
+
+def persist_schedule(run_dir: Path, config: dict) -> dict:
+    """Write the :data:`SCHEDULE_FIELDS` of a resumed run's ``config`` that differ from its
+    ``config.json`` back into it (with the change and this argv appended to its ``"resumed"`` list);
+    returns the changes ({} when none)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # config_from_run has read it a moment ago; nothing to keep in step with otherwise
+    train = saved.get("train") if isinstance(saved, dict) else None
+    if not isinstance(train, dict):
+        return {}
+    changed = {k: config[k] for k in SCHEDULE_FIELDS if k in config and k in train and train[k] != config[k]}
+    if changed:
+        log.info("%s: %s", path, ", ".join(f"{k} {train[k]} -> {v}" for k, v in changed.items()))
+        train.update(changed)
+        saved.setdefault("resumed", []).append({"argv": sys.argv, "changed": changed})
+        atomic_write_json(path, saved)
+    return changed
 
 
 def config_from_run(args: argparse.Namespace, config_cls, what: str, overrides) -> Any:

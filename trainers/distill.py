@@ -170,6 +170,12 @@ def get_lr(step: int, cfg: DistillConfig) -> float:
     return linear_decay_lr(cfg.lr, step, cfg.steps, cfg.decay_fraction)
 
 
+# Flags a resumed run may change; everything else comes from its config.json. A larger --steps trains
+# a finished run longer (its learning rate follows the new schedule from where it is).
+RESUME_OVERRIDES = ("steps", "decay_fraction", "eval_every", "max_steps", "threads", "device", "log_every",
+                    "snapshot_every")
+
+
 def parse_args(argv=None) -> tuple[DistillConfig, argparse.Namespace]:
     ap = argparse.ArgumentParser(prog="python -m trainers.distill", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,8 +203,9 @@ def parse_args(argv=None) -> tuple[DistillConfig, argparse.Namespace]:
     add_run_args(ap)
     args = ap.parse_args(argv)
     if args.resume:
-        return config_from_run(args, DistillConfig, "distillation", ("max_steps", "threads", "device", "log_every",
-                                                                     "snapshot_every")), args
+        cfg = config_from_run(args, DistillConfig, "distillation", RESUME_OVERRIDES)
+        validate(cfg)  # e.g. a --steps given to train longer
+        return cfg, args
     cfg = DistillConfig()
     if args.size:
         cfg.size = args.size

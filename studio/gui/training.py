@@ -90,7 +90,8 @@ FINISHED = ("done", "early_stop")
 SNAPSHOT_TIP = "Open the run's best.safetensors (or newest snapshot) in the editor"
 #: Trainers whose finished run can go on to a larger target: the flag a --resume takes for it, the
 #: config field it sets, and its type.
-EXTEND = {"gan": ("--kimg", "kimg", float), "encoder": ("--steps", "steps", int), "crg": ("--steps", "steps", int)}
+EXTEND = {"gan": ("--kimg", "kimg", float), "encoder": ("--steps", "steps", int), "crg": ("--steps", "steps", int),
+          "distill": ("--steps", "steps", int)}
 
 
 def ended_text(reason: str) -> str:

@@ -486,3 +486,7 @@ def test_a_run_that_reached_its_target_can_train_longer(training, tmp_path, monk
     assert win.resume() and len(launched) == 1
     cmd = launched[0]
     assert cmd[cmd.index("--resume") + 1] == str(run) and cmd[cmd.index("--steps") + 1] == "250"
+    from studio.engine import training as tr
+    from studio.gui.training import EXTEND
+
+    assert set(EXTEND) == set(tr.TRAINERS)  # every trainer's finished run can train longer

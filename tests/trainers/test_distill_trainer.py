@@ -130,6 +130,29 @@ def test_run_directory_and_bit_exact_resume_from_the_command_line(gen_file, tmp_
     assert torch.allclose(m.mix_tensor(x, x), mixer.mix_tensor(x, x), atol=2e-2)  # float16 weights
 
 
+def test_a_finished_run_trains_longer_and_keeps_its_new_target(gen_file, tmp_path):
+    """--resume RUN --steps N (the GUI's Train longer…) continues a finished run to N, and writes N
+    into its config.json: a later plain --resume (after a stop) keeps going to N instead of ending
+    at the old target at once; per-invocation flags (--max-steps, --threads) are not written."""
+    common = ["--generator", str(gen_file), "--size", "tiny", "--batch", "2", "--lr", "1e-3", "--val-triplets", "2",
+              "--eval-every", "100", "--log-every", "1", "--steps", "2", "--lambda-vgg", "0", "--threads", "1",
+              "--no-tqdm", "--out", str(tmp_path / "runs")]
+    assert main(common) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert safe_torch_load(run / "resume.pt")["step"] == 2
+    assert main(["--resume", str(run), "--steps", "5", "--max-steps", "3", "--no-tqdm"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train"]["steps"] == 5 and saved["train"]["max_steps"] is None
+    assert saved["resumed"][-1]["changed"] == {"steps": 5}
+    assert safe_torch_load(run / "resume.pt")["step"] == 3
+    assert main(["--resume", str(run), "--no-tqdm"]) == 0  # plain: on to the new target
+    assert safe_torch_load(run / "resume.pt")["step"] == 5
+    ends = [r["reason"] for r in _records(run) if r.get("event") == "end"]
+    assert ends == ["done", "max_steps", "done"]
+    assert len(json.loads((run / "config.json").read_text())["resumed"]) == 1  # nothing changed the last time
+    assert main(["--resume", str(run), "--steps", "0", "--no-tqdm"]) == 2  # checked like a new run's
+
+
 def test_flag_errors_name_the_flag(gen_file, tmp_path, capsys):
     with pytest.raises(UserError, match="--group"):
         DistillTrainer(tiny_cfg(gen_file, group="fine"), None, tqdm_bar=False)  # 16 px: no fine rows
