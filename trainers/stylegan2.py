@@ -121,6 +121,12 @@ class TrainConfig:
     # beside the main one (snapshots/ema<K>/, float16), so the averaging can be chosen by FD after
     # the run: at batch 256 the main one's 10 kimg averages only ~40 steps
     ema_extra_kimg: str = ""
+    # which of G's weights train: 'all', 'mapping' (the synthesis frozen: fine-tuning the latent
+    # distribution of a converged generator) or 'mapping+styles' (and the synthesis' style affines)
+    g_train: str = "all"
+    # a new run continuing a snapshot (--resume-compact) starts its trained G from the snapshot's
+    # G_ema instead of its raw G (the average is the better generator; for fine-tuning it)
+    g_from_ema: bool = False
     augment: str = "ada"            # 'ada' (adaptive p) | 'diffaugment' (p = 1) | 'none'
     ada_target: float = 0.6
     ada_kimg: float = 20.0
@@ -173,6 +179,9 @@ HELP: dict[str, str] = {
     "ema_kimg": "half-life of G_ema in kimg",
     "ema_rampup": "G_ema half-life ramp-up, as a fraction of the images shown (0: none)",
     "ema_extra_kimg": "more G_ema half-lives to keep and snapshot, e.g. 40,80",
+    "g_train": "G weights that train: 'all', 'mapping' (synthesis frozen; no path-length pass) or "
+               "'mapping+styles' (and the style affines)",
+    "g_from_ema": "continuing a --resume-compact snapshot: the trained G starts as its G_ema",
     "augment": "'ada' (probability adapted to D's overfitting), 'diffaugment' (always) or 'none'",
     "ada_target": "ADA: the E[sign D(real)] the augment probability steers to",
     "ada_kimg": "ADA: kimg for the probability to move from 0 to 1",
@@ -275,12 +284,31 @@ def extra_ema_kimgs(cfg: TrainConfig) -> list[float]:
     return out
 
 
+G_TRAIN = ("all", "mapping", "mapping+styles")
+
+
+def g_trainable(G: Generator, which: str) -> list[nn.Parameter]:
+    """Set ``requires_grad`` on G for ``--g-train`` and return the trainable parameters."""
+    if which == "all":
+        G.requires_grad_(True)
+        return list(G.parameters())
+    G.requires_grad_(False)
+    G.mapping.requires_grad_(True)
+    if which == "mapping+styles":
+        for name, p in G.synthesis.named_parameters():
+            if ".affine." in f".{name}":
+                p.requires_grad_(True)
+    return [p for p in G.parameters() if p.requires_grad]
+
+
 def validate(cfg: TrainConfig) -> None:
     require_loop_fields(cfg)
     if not cfg.data:
         raise UserError("--data: give a folder of face images (e.g. ../shared/data/utkface/images)")
     if cfg.d not in ("residual", "projected"):
         raise UserError("--d must be 'residual' or 'projected'")
+    if cfg.g_train not in G_TRAIN:
+        raise UserError(f"--g-train must be one of {', '.join(G_TRAIN)}, got {cfg.g_train!r}")
     if cfg.augment not in ("ada", "diffaugment", "none"):
         raise UserError("--augment must be 'ada', 'diffaugment' or 'none'")
     if cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
@@ -352,10 +380,10 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.G_ema_extra = {k: copy.deepcopy(self.G_ema) for k in extra_ema_kimgs(cfg)}
         self.r1_gamma = cfg.r1_gamma if cfg.r1_gamma is not None else 0.0002 * cfg.resolution**2 / cfg.batch
-        g_ratio = losses.lazy_ratio(cfg.pl_every if cfg.pl_weight > 0 else 0)
+        g_ratio = losses.lazy_ratio(cfg.pl_every if self._pl_on() else 0)
         d_ratio = losses.lazy_ratio(cfg.r1_every if (cfg.d == "residual" and self.r1_gamma > 0) else 0)
         d_params = self.D.trainable_parameters() if hasattr(self.D, "trainable_parameters") else self.D.parameters()
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g * g_ratio, betas=(0.0, 0.99 ** g_ratio), eps=1e-8)
+        self.opt_G = torch.optim.Adam(g_trainable(self.G, cfg.g_train), lr=cfg.lr_g * g_ratio, betas=(0.0, 0.99 ** g_ratio), eps=1e-8)
         self.opt_D = torch.optim.Adam(d_params, lr=cfg.lr_d * d_ratio, betas=(0.0, 0.99 ** d_ratio), eps=1e-8)
         self._base_lr = {"G": cfg.lr_g * g_ratio, "D": cfg.lr_d * d_ratio}
         self.lr_decay_start_nimg: int | None = None  # set when training begins (kept in resume.pt)
@@ -444,7 +472,7 @@ class Trainer:
         if cfg.d == "residual" and self.r1_gamma > 0 and cfg.r1_every > 0 and self.step % cfg.r1_every == 0:
             self._phase("D_r1", self._d_r1, stats, real)
         self._phase("G_main", self._g_main, stats)
-        if cfg.pl_weight > 0 and cfg.pl_every > 0 and self.step % cfg.pl_every == 0:
+        if self._pl_on() and self.step % cfg.pl_every == 0:
             self._phase("G_pl", self._g_pl, stats)
         self.cur_nimg += cfg.batch
         losses.update_ema(self.G_ema, self.G, losses.ema_beta(cfg.batch, self.cur_nimg, cfg.ema_kimg, cfg.ema_rampup))
@@ -454,6 +482,11 @@ class Trainer:
         stats["augment_p"] = self.ada.p
         self.step += 1
         return stats
+
+    def _pl_on(self) -> bool:
+        """The lazy path-length pass runs (it regularises the synthesis: not when that is frozen)."""
+        cfg = self.cfg
+        return cfg.pl_weight > 0 and cfg.pl_every > 0 and cfg.g_train != "mapping"
 
     @staticmethod
     def _phase(name: str, fn, *args):
@@ -571,6 +604,8 @@ class Trainer:
             if missing or set(src) - set(ours):
                 raise UserError(f"--resume-compact: {path} does not fit this config ({name}: missing {missing[:3]})")
             net.load_state_dict({**ours, **{k: v.to(ours[k].dtype) for k, v in src.items()}})
+        if self.cfg.g_from_ema:
+            self.G.load_state_dict(self.G_ema.state_dict())
         self.ada.load_state_dict(meta["ada"])
         self.pl_mean = torch.tensor(float(meta["pl_mean"]), device=self.device)
         self.step, self.cur_nimg = int(meta["step"]), int(meta["cur_nimg"])

@@ -18,7 +18,8 @@ from PIL import Image
 
 from studio.core.formats import load_checkpoint, safe_torch_load
 from tests.trainers.run_checks import assert_run_dir_intact
-from trainers.stylegan2 import PRESETS, TrainConfig, Trainer
+from trainers.common import UserError
+from trainers.stylegan2 import PRESETS, TrainConfig, Trainer, validate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,9 +195,6 @@ def test_in_run_fd_keeps_the_best_of_each_average(data_dir, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("bad", ["abc", "0", "-5", "40;80", "nan"])
 def test_extra_ema_refuses_nonsense(bad, data_dir, tmp_path):
-    from trainers.common import UserError
-    from trainers.stylegan2 import validate
-
     with pytest.raises(UserError, match="--ema-extra-kimg"):
         validate(tiny_cfg(data_dir, tmp_path, ema_extra_kimg=bad))
 
@@ -282,14 +280,49 @@ def test_compact_snapshot_round_trip(data_dir, tmp_path):
     assert b.step == a.step + 1
 
 
+@pytest.mark.parametrize("which", ["mapping", "mapping+styles"])
+def test_fine_tuning_the_mapping_of_a_snapshots_average(which, data_dir, tmp_path):
+    """--g-train mapping[+styles] --g-from-ema: a new run from a compact snapshot starts its trained G
+    at the snapshot's G_ema and moves only the mapping (and the style affines); the frozen weights stay
+    bit for bit (G_ema's too: it averages equal values), and the path-length pass is off for 'mapping'."""
+    from dataclasses import asdict
+
+    from trainers.common import atomic_write_json
+    from trainers.stylegan2 import export_compact
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = tiny_cfg(data_dir, tmp_path, max_steps=3)
+    atomic_write_json(run / "config.json", {"train": asdict(cfg)})
+    Trainer(cfg, run, tqdm_bar=False).run()
+    compact = export_compact(run, tmp_path / "compact.safetensors")
+    b = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=8, g_train=which, g_from_ema=True), None,
+                resume_from=compact, tqdm_bar=False)
+    start = _params(b)
+    assert all(torch.equal(v, b.G_ema.state_dict()[k]) for k, v in start.items())  # G starts as G_ema
+    assert b._pl_on() == (which != "mapping")
+    b.run()
+    end = _params(b)
+
+    def trains(k: str) -> bool:
+        return k.startswith("mapping.") or (which == "mapping+styles" and ".affine." in k)
+
+    moved = {k for k in start if start[k].is_floating_point() and not torch.equal(start[k], end[k])}
+    assert moved and all(trains(k) for k in moved - {"mapping.w_avg"})
+    assert any(".affine." in k for k in moved) == (which == "mapping+styles")
+    frozen = [k for k in start if k.startswith("synthesis.") and not trains(k)]
+    assert frozen and all(torch.equal(b.G_ema.state_dict()[k], start[k]) for k in frozen)
+    with pytest.raises(UserError, match="--g-train"):
+        validate(tiny_cfg(data_dir, tmp_path, g_train="synthesis"))
+
+
 def test_lr_decay_counts_from_where_the_run_began_and_resumes(data_dir, tmp_path):
     """--lr-decay-kimg: both learning rates fall linearly to --lr-decay-to x over that many kimg
     from the kimg the run began at (a compact snapshot's), and a --resume keeps counting from there."""
     from dataclasses import asdict
 
     from trainers.common import atomic_write_json
-    from trainers.stylegan2 import export_compact, validate
-    from trainers.common import UserError
+    from trainers.stylegan2 import export_compact
 
     src = tmp_path / "src"
     src.mkdir()
