@@ -9,11 +9,12 @@ of its error output) and the report goes on.
     python benchmarks/report.py --full                  # the benchmarks' own default sizes (hours on a CPU)
     python benchmarks/report.py --only startup,edit --out /tmp/report.md
 
-Sections: generator (synthesis speed), edit (slider-step latency, render cache), gui (slider ->
-pixels through the real window), startup (cold start to a usable window, peak RSS with the default
-pack while editing), inversion (every method's quality and speed), training (generator trainer
-sec/kimg), abortion (E2Style abortion vs fixed N), distill (one-pass mixing student vs inversion +
-generator), pack (the default pack against its quality bars).
+Sections: align (face detection + landmarks + alignment speed), generator (synthesis speed), edit
+(slider-step latency, render cache), gui (slider -> pixels through the real window), startup (cold
+start to a usable window, peak RSS with the default pack while editing), inversion (every method's
+quality and speed), training (generator trainer sec/kimg), abortion (E2Style abortion vs fixed N),
+distill (one-pass mixing student vs inversion + generator), pack (the default pack against its
+quality bars).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def sections(work: Path) -> list[Section]:
                 ["--runs", "5", "--edit"],
                 "Fresh process each run: time to a usable window, to the default pack loaded, and through "
                 "opening a photo, inverting it and one slider edit; peak RSS of that whole process."),
+        Section("align", "Face detection and alignment", "bench_align.py", ["--runs", "3"], [],
+                "ms per step (median) of finding, landmarking and aligning the face of a 1 MP and a 12 MP photo; "
+                "target < 150 ms for 1 MP."),
         Section("generator", "Generator synthesis", "bench_generator.py", ["--budget", "5"], [],
                 "ms per image of the StyleGAN2 synthesis network (fused / non-fused modulation, channels_last, "
                 "compile) per configuration and batch size."),
