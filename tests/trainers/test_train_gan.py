@@ -280,22 +280,27 @@ def test_compact_snapshot_round_trip(data_dir, tmp_path):
     assert b.step == a.step + 1
 
 
-@pytest.mark.parametrize("which", ["mapping", "mapping+styles"])
-def test_fine_tuning_the_mapping_of_a_snapshots_average(which, data_dir, tmp_path):
-    """--g-train mapping[+styles] --g-from-ema: a new run from a compact snapshot starts its trained G
-    at the snapshot's G_ema and moves only the mapping (and the style affines); the frozen weights stay
-    bit for bit (G_ema's too: it averages equal values), and the path-length pass is off for 'mapping'."""
+def _trained_compact(data_dir, tmp_path, steps: int = 3) -> tuple[TrainConfig, Path]:
+    """A tiny run trained ``steps`` steps in tmp_path/src and its compact snapshot: (config, file)."""
     from dataclasses import asdict
 
     from trainers.common import atomic_write_json
     from trainers.stylegan2 import export_compact
 
-    run = tmp_path / "run"
-    run.mkdir()
-    cfg = tiny_cfg(data_dir, tmp_path, max_steps=3)
-    atomic_write_json(run / "config.json", {"train": asdict(cfg)})
-    Trainer(cfg, run, tqdm_bar=False).run()
-    compact = export_compact(run, tmp_path / "compact.safetensors")
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = tiny_cfg(data_dir, tmp_path, max_steps=steps)
+    atomic_write_json(src / "config.json", {"train": asdict(cfg)})
+    Trainer(cfg, src, tqdm_bar=False).run()
+    return cfg, export_compact(src, tmp_path / "compact.safetensors")
+
+
+@pytest.mark.parametrize("which", ["mapping", "mapping+styles"])
+def test_fine_tuning_the_mapping_of_a_snapshots_average(which, data_dir, tmp_path):
+    """--g-train mapping[+styles] --g-from-ema: a new run from a compact snapshot starts its trained G
+    at the snapshot's G_ema and moves only the mapping (and the style affines); the frozen weights stay
+    bit for bit (G_ema's too: it averages equal values), and the path-length pass is off for 'mapping'."""
+    _, compact = _trained_compact(data_dir, tmp_path)
     b = Trainer(tiny_cfg(data_dir, tmp_path, max_steps=8, g_train=which, g_from_ema=True), None,
                 resume_from=compact, tqdm_bar=False)
     start = _params(b)
@@ -319,17 +324,7 @@ def test_fine_tuning_the_mapping_of_a_snapshots_average(which, data_dir, tmp_pat
 def test_lr_decay_counts_from_where_the_run_began_and_resumes(data_dir, tmp_path):
     """--lr-decay-kimg: both learning rates fall linearly to --lr-decay-to x over that many kimg
     from the kimg the run began at (a compact snapshot's), and a --resume keeps counting from there."""
-    from dataclasses import asdict
-
-    from trainers.common import atomic_write_json
-    from trainers.stylegan2 import export_compact
-
-    src = tmp_path / "src"
-    src.mkdir()
-    cfg = tiny_cfg(data_dir, tmp_path, max_steps=3)
-    atomic_write_json(src / "config.json", {"train": asdict(cfg)})
-    Trainer(cfg, src, tqdm_bar=False).run()
-    compact = export_compact(src, tmp_path / "compact.safetensors")
+    cfg, compact = _trained_compact(data_dir, tmp_path)
 
     batch = cfg.batch
     kw = dict(lr_decay_kimg=4 * batch / 1000, lr_decay_to=0.2)  # over 4 steps, to 0.2 x
