@@ -4,6 +4,7 @@
     python -m trainers.crg --model ffhq.pkl --space w --size vgg19 --input-size 256
     torchrun --nproc_per_node=2 -m trainers.crg --model ...
     python -m trainers.crg --resume runs/00004-crg-pack-z-small        # continue exactly
+    python -m trainers.crg --model new_pack/ --init old_pack/ --space w --lr 1e-4   # refit an encoder
 
 "Cyclic" training needs no real images: draw z, render G(z) (random per-pixel noise, clamped to
 [-1, 1], resized to the encoder's input size as inversion resizes photos), encode, and minimise
@@ -125,6 +126,7 @@ class CRGConfig:
     snapshot_every: int = 2000      # steps (0: only at the end)
     keep_snapshots: int = 2
     max_steps: int | None = None    # for tests: stop (with a snapshot) at this step
+    init: str = ""                  # start from this CRG encoder's weights (a model file or pack; "" = random)
 
 
 def validate(cfg: CRGConfig) -> None:
@@ -186,6 +188,9 @@ def parse_args(argv=None) -> tuple[CRGConfig, argparse.Namespace]:
     ap.add_argument("--val-samples", type=int, help=f"validation set size (default {d.val_samples})")
     ap.add_argument("--lr-patience", type=int, help=f"halve lr after N evals without improvement ({d.lr_patience})")
     ap.add_argument("--stop-patience", type=int, help=f"stop after N evals without improvement ({d.stop_patience})")
+    ap.add_argument("--init", help="start from this CRG encoder's weights: a CRG run's best.safetensors / snapshot or "
+                                   "a model pack with a CRG encoder (e.g. to refit the pack's to a fine-tuned "
+                                   "generator); same --space and size")
     add_run_args(ap)
     args = ap.parse_args(argv)
     if args.resume:
@@ -201,6 +206,7 @@ def parse_args(argv=None) -> tuple[CRGConfig, argparse.Namespace]:
         if v is not None and f.name != "size":
             setattr(cfg, f.name, v)
     cfg.model = str(Path(args.model).resolve()) if args.model else ""
+    cfg.init = str(Path(args.init).resolve()) if args.init else ""
     validate(cfg)
     return cfg, args
 
@@ -305,6 +311,8 @@ class CRGTrainer:
         self.tb = TensorBoard("", False)
         if resume_from is not None:
             self._load_resume(Path(resume_from))
+        elif cfg.init:
+            self._load_init(Path(cfg.init))
 
     # -- samples ---------------------------------------------------------------------------------
 
@@ -451,6 +459,28 @@ class CRGTrainer:
             "schedule": self.schedule.state_dict(), "history": json.dumps(self.history),
             "last_eval_step": self._last_eval_step,
         }
+
+    def _load_init(self, path: Path) -> None:
+        """The encoder's weights from another CRG encoder (``--init``: a model file or pack); Adam,
+        the plateau schedule and the step count start fresh. Its configuration must match."""
+        from studio.core.inversion import bundle_encoders
+
+        try:
+            enc = bundle_encoders(load_checkpoint(path)).get("crg")
+        except StudioError as e:
+            raise UserError(f"--init: {e}") from None
+        if enc is None or not isinstance(getattr(enc, "encoder", None), CRGEncoder):
+            raise UserError(f"--init: {path} has no CRG encoder")
+        theirs, ours = enc.encoder.config, self.E.config
+        diff = [f"{k} {getattr(theirs, k)} (here {getattr(ours, k)})" for k in
+                ("space", "input_size", "out_dim", "channels", "convs", "batch_norm", "hidden", "head_pool")
+                if getattr(theirs, k) != getattr(ours, k)]
+        if diff:
+            raise UserError(f"--init: {path} holds a different CRG encoder: {', '.join(diff)}; give the matching "
+                            f"--space / --size / --channels / --convs / --hidden / --input-size")
+        self.E.load_state_dict({k: v.float() for k, v in enc.encoder.state_dict().items()})
+        self.E.to(self.device).train()
+        log.info("initialised the encoder from %s", path)
 
     def _load_resume(self, path: Path) -> None:
         from studio.core.formats import safe_torch_load

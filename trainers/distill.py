@@ -5,6 +5,7 @@
     python -m trainers.distill --data triplets.npz               # a data set from trainers.distill_data
     torchrun --nproc_per_node=2 -m trainers.distill ...
     python -m trainers.distill --resume runs/00003-distill-pack-medium-small   # continue exactly
+    python -m trainers.distill --generator new_pack/ --init old_pack/ --lr 1e-4 --steps 3000  # refit a student
 
 Triplets (content, style, mixed) come from the frozen generator (``--generator``, default the
 embedded pack), rendered on the fly (2B renders per batch of B; :mod:`trainers.distill_data`) or
@@ -137,6 +138,7 @@ class DistillConfig:
     snapshot_every: int = 1000      # steps (0: only at the end)
     keep_snapshots: int = 2
     max_steps: int | None = None    # stop (with a snapshot) at this step; the lr schedule still uses --steps
+    init: str = ""                  # start the student from this student file / model pack's student ("" = random)
 
 
 def validate(cfg: DistillConfig) -> None:
@@ -200,6 +202,9 @@ def parse_args(argv=None) -> tuple[DistillConfig, argparse.Namespace]:
     ap.add_argument("--decay-fraction", type=float, help="last fraction of --steps with linear lr decay (0.5)")
     ap.add_argument("--eval-every", type=int, help=f"steps between evaluations (default {d.eval_every})")
     ap.add_argument("--val-triplets", type=int, help=f"validation triplets (default {d.val_triplets})")
+    ap.add_argument("--init", help="start the student from these weights: a student file (a run's best.safetensors "
+                                   "or snapshot) or a model pack folder (its student for --group), e.g. to refit "
+                                   "the pack's student to a fine-tuned generator; same --size and --group")
     add_run_args(ap)
     args = ap.parse_args(argv)
     if args.resume:
@@ -217,6 +222,7 @@ def parse_args(argv=None) -> tuple[DistillConfig, argparse.Namespace]:
             setattr(cfg, f.name, v)
     cfg.generator = str(Path(args.generator).resolve()) if args.generator else ""
     cfg.data = str(Path(args.data).resolve()) if args.data else ""
+    cfg.init = str(Path(args.init).resolve()) if args.init else ""
     validate(cfg)
     return cfg, args
 
@@ -409,6 +415,8 @@ class DistillTrainer:
         self.tb = TensorBoard("", False)
         if resume_from is not None:
             self._load_resume(Path(resume_from))
+        elif cfg.init:
+            self._load_init(Path(cfg.init))
 
     # -- training --------------------------------------------------------------------------------
 
@@ -545,6 +553,35 @@ class DistillTrainer:
                 "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "step": self.step, "best": self.best, "history": json.dumps(self.history),
                 "torch_rng": torch.get_rng_state(), "last_eval_step": self._last_eval_step}
+
+    def _load_init(self, path: Path) -> None:
+        """The student's weights from a student file or a pack's student (``--init``); the
+        discriminator and the optimisers start fresh. Architecture and crossover must match."""
+        from studio.core.distill import find_student
+
+        try:
+            if path.is_dir():
+                found = find_student(path, self.cfg.group)
+                if found is None:
+                    raise UserError(f"--init: {path} lists no student for --group {self.cfg.group}")
+                path = found
+            student, man = stylestudio_fmt.load_student(path)
+        except StudioError as e:
+            raise UserError(f"--init: {e}") from None
+        theirs, ours = student.config, self.S.config
+        diff = [f"{k} {getattr(theirs, k)} (here {getattr(ours, k)})" for k in
+                ("resolution", "width", "downsamples", "blocks", "max_channels", "norm")
+                if getattr(theirs, k) != getattr(ours, k)]
+        if diff:
+            raise UserError(f"--init: {path} is a different student: {', '.join(diff)}; give the matching "
+                            f"--size / --width / --downsamples / --blocks / --norm")
+        cross = man["distill"].get("crossover")
+        if cross is not None and int(cross) != self.crossover:
+            raise UserError(f"--init: {path} mixes at row {cross}, this run at row {self.crossover} "
+                            f"(--group {self.cfg.group}); give its --group")
+        self.S.load_state_dict({k: v.float() for k, v in student.state_dict().items()})
+        self.S.to(self.device).train()
+        log.info("initialised the student from %s", path)
 
     def _load_resume(self, path: Path) -> None:
         from studio.core.formats import safe_torch_load

@@ -319,3 +319,24 @@ def test_torchrun_two_processes_match_one(gen_file, tmp_path):
     for k in one:
         assert torch.equal(r0[k], r1[k]), f"ranks differ at {k}"
         torch.testing.assert_close(r0[k], one[k], atol=1e-5, rtol=1e-4, msg=f"torchrun vs single process at {k}")
+
+
+def test_init_starts_from_another_crg_encoder(gen_file, tmp_path):
+    """--init MODEL starts the encoder from that file's CRG encoder (weights equal), with a fresh
+    Adam and step count; another space or size is refused, as is a file without a CRG encoder."""
+    (tmp_path / "a").mkdir()
+    t = CRGTrainer(tiny_cfg(gen_file, space="w", steps=10), tmp_path / "a", tqdm_bar=False)
+    t.run()
+    best = tmp_path / "a" / "best.safetensors"
+    saved = load_checkpoint(best).encoder.encoder.state_dict()
+    init = CRGTrainer(tiny_cfg(gen_file, space="w", init=str(best)), None, tqdm_bar=False)
+    fresh = CRGTrainer(tiny_cfg(gen_file, space="w"), None, tqdm_bar=False)
+    assert all(torch.equal(v, saved[k]) for k, v in init.E.state_dict().items())
+    assert not all(torch.equal(v, saved[k]) for k, v in fresh.E.state_dict().items())
+    assert init.step == 0 and not init.opt.state
+    with pytest.raises(UserError, match=r"--init: .* different CRG encoder: space w \(here z\)"):
+        CRGTrainer(tiny_cfg(gen_file, space="z", init=str(best)), None, tqdm_bar=False)
+    with pytest.raises(UserError, match="--init: .* has no CRG encoder"):
+        CRGTrainer(tiny_cfg(gen_file, space="w", init=str(gen_file)), None, tqdm_bar=False)
+    cfg, _ = parse_args(["--init", str(best), "--space", "w", "--dry-run"])
+    assert cfg.init == str(best.resolve())

@@ -200,3 +200,35 @@ def test_sigterm_writes_a_snapshot_and_stops(gen_file, tmp_path):
     assert safe_torch_load(run / "resume.pt")["step"] == 2
     assert (run / "snapshots" / "student-00000002.safetensors").is_file()
     assert _records(run)[-1] == {**_records(run)[-1], "event": "end", "reason": "signal 15", "step": 2}
+
+
+def test_init_starts_from_another_students_weights(gen_file, tmp_path):
+    """--init STUDENT (a file or a pack folder) starts the student from those weights, bit for bit
+    up to the file's dtype, with a fresh discriminator; another architecture or crossover is refused."""
+    from trainers.pack.build_pack import add_student
+
+    (tmp_path / "a").mkdir()
+    tr = DistillTrainer(tiny_cfg(gen_file, steps=2, lambda_vgg=0.0, lambda_l1=10.0, val_triplets=2), tmp_path / "a",
+                        tqdm_bar=False)
+    assert tr.run() == "done"
+    best = tmp_path / "a" / "best.safetensors"
+    fresh = DistillTrainer(tiny_cfg(gen_file), None, tqdm_bar=False)
+    init = DistillTrainer(tiny_cfg(gen_file, init=str(best)), None, tqdm_bar=False)
+    trained = load_student(best).student.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in init.S.state_dict().items())
+    assert not all(torch.equal(v, trained[k]) for k, v in fresh.S.state_dict().items())
+    assert all(torch.equal(v, fresh.D.state_dict()[k]) for k, v in init.D.state_dict().items())
+    # a pack folder: its student for --group (stored in float16)
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "manifest.json").write_text(json.dumps({"format": "stylestudio-model", "format_version": 1,
+                                                    "networks": {}, "num_ws": 6, "resolution": 16}))
+    add_student(pack, best)
+    from_pack = DistillTrainer(tiny_cfg(gen_file, init=str(pack)), None, tqdm_bar=False)
+    assert all(torch.allclose(v, trained[k], atol=1e-2) for k, v in from_pack.S.state_dict().items())
+    with pytest.raises(UserError, match=r"--init: .* different student: width 8 \(here 16\)"):
+        DistillTrainer(tiny_cfg(gen_file, init=str(best), width=16), None, tqdm_bar=False)
+    with pytest.raises(UserError, match="--init: .* no student for --group"):
+        DistillTrainer(tiny_cfg(gen_file, init=str(tmp_path / "a" / "samples")), None, tqdm_bar=False)
+    cfg, _ = parse_args(["--init", str(best), "--dry-run"])
+    assert cfg.init == str(best.resolve())
