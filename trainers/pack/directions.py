@@ -717,6 +717,18 @@ NAMES: dict[str, dict[str, dict]] = {
     },
 }
 
+# The 438-kimg generator with its mapping and style affines fine-tuned (synthesis convolutions frozen;
+# 468 kimg, FD-VGG16 5.53). Every component it keeps matches the 438-kimg one of the same index and sign:
+# GANSpace 0-5 cosines 0.997, 0.996, 0.998, 0.970, 0.951, 0.979; SeFa coarse 0-1 0.998, 0.996, medium
+# 0-2 0.999, 0.988, 0.983, fine 1 0.971 (/work/runs/s28/comp_cmp.py), and its grids show the same
+# edits, so the inspected names carry over.
+NAMES["200e8753e7c5e81cd41aac528dde9e54999b71512031798073542c2c2d369018"] = {
+    key: dict(info, notes=info["notes"] + (" (inspected on the 438-kimg generator; the same component here)"
+                                            if key.startswith(("ganspace", "sefa")) else
+                                            " (inspected on the 438-kimg generator's normal)"))
+    for key, info in NAMES["7de568850498bc0346912b1215fbc667dfc16ee2b28dc897d872708ce4f8cd5a"].items()
+}
+
 
 def _span(spec, num_ws: int) -> tuple[int, int]:
     from studio.core.latent import layer_groups

@@ -70,7 +70,10 @@ train() {  # name, module, args...: on the GPU; if that dies at once, on the CPU
 # GPU_G_RESUME: the compact snapshot continued (default this folder's; e.g. a G_new_*_compact a
 # from-scratch session returned, to carry that run on). GPU_FD_KIMG (see GPU_G_SCRATCH below; same
 # preparation): in-run FD for the continuations too, each returning its lowest-FD average (G_..._best).
+# The snapshot carries its recipe, --g-train included: this folder's (since 2026-11-29) is the
+# mapping + styles fine-tuning (synthesis frozen); GPU_G_TRAIN=all trains every layer again.
 g_resume=${GPU_G_RESUME:-trainers/pack/generator-resume.safetensors}
+g_train=(); [ -n "${GPU_G_TRAIN:-}" ] && g_train=(--g-train "$GPU_G_TRAIN")
 fd_args=(); [ -n "${GPU_FD_KIMG:-}" ] && fd_args=(--metrics-every-kimg "$GPU_FD_KIMG" --fd-samples "${GPU_FD_N:-500}")
 g_runs=${GPU_G_RUNS:-256:0.0025}
 g_emas=${GPU_G_EMAS-40 80}
@@ -81,7 +84,7 @@ n_g=$(wc -w <<< "$g_runs")
 for pair in $g_runs; do
   b=${pair%%:*}; lr=${pair##*:}
   train "pack-g-b$b-lr$lr" trainers.stylegan2 --resume-compact "$g_resume" \
-    --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" "${fd_args[@]}" --batch "$b" \
+    --lr-g "$lr" --lr-d "$lr" --desc "pack-g-b$b-lr$lr" "${common[@]}" "${fd_args[@]}" "${g_train[@]}" --batch "$b" \
     --ema-extra-kimg "$(tr ' ' ',' <<< "$g_emas")" --lr-decay-kimg "${GPU_G_LR_DECAY_KIMG:-0}" \
     --sample-every-kimg "${GPU_SAMPLE_KIMG:-50}" --snapshot-every-kimg 50 --keep-snapshots "${GPU_KEEP_SNAPSHOTS:-24}" &
 done
