@@ -200,6 +200,13 @@ class StopFlag:
 # Config helpers
 
 
+def config_differences(theirs, ours, names) -> list[str]:
+    """``'name THEIRS (here OURS)'`` for each attribute in ``names`` whose values differ: what an
+    ``--init`` file's network was built with against this run's (for its error message)."""
+    return [f"{k} {getattr(theirs, k)} (here {getattr(ours, k)})" for k in names
+            if getattr(theirs, k) != getattr(ours, k)]
+
+
 def dataclass_from_dict(cls, d: dict):
     names = {f.name for f in fields(cls)}
     unknown = set(d) - names

@@ -69,6 +69,7 @@ from trainers.common import (
     atomic_torch_save,
     atomic_write_bytes,
     barrier,
+    config_differences,
     config_from_run,
     init_trainer,
     is_distributed,
@@ -472,9 +473,8 @@ class CRGTrainer:
         if enc is None or not isinstance(getattr(enc, "encoder", None), CRGEncoder):
             raise UserError(f"--init: {path} has no CRG encoder")
         theirs, ours = enc.encoder.config, self.E.config
-        diff = [f"{k} {getattr(theirs, k)} (here {getattr(ours, k)})" for k in
-                ("space", "input_size", "out_dim", "channels", "convs", "batch_norm", "hidden", "head_pool")
-                if getattr(theirs, k) != getattr(ours, k)]
+        diff = config_differences(theirs, ours, ("space", "input_size", "out_dim", "channels", "convs", "batch_norm",
+                                                 "hidden", "head_pool"))
         if diff:
             raise UserError(f"--init: {path} holds a different CRG encoder: {', '.join(diff)}; give the matching "
                             f"--space / --size / --channels / --convs / --hidden / --input-size")

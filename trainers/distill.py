@@ -68,6 +68,7 @@ from trainers.common import (
     atomic_torch_save,
     atomic_write_bytes,
     barrier,
+    config_differences,
     config_from_run,
     init_trainer,
     is_distributed,
@@ -569,9 +570,8 @@ class DistillTrainer:
         except StudioError as e:
             raise UserError(f"--init: {e}") from None
         theirs, ours = student.config, self.S.config
-        diff = [f"{k} {getattr(theirs, k)} (here {getattr(ours, k)})" for k in
-                ("resolution", "width", "downsamples", "blocks", "max_channels", "norm")
-                if getattr(theirs, k) != getattr(ours, k)]
+        diff = config_differences(theirs, ours,
+                                  ("resolution", "width", "downsamples", "blocks", "max_channels", "norm"))
         if diff:
             raise UserError(f"--init: {path} is a different student: {', '.join(diff)}; give the matching "
                             f"--size / --width / --downsamples / --blocks / --norm")
