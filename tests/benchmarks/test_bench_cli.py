@@ -76,6 +76,8 @@ BAD = [
     ("bench_pack", ["--steps", "0"], "--steps"),
     ("bench_pack", ["--dir-method", "nope"], "--dir-method"),
     ("bench_pack", ["--seed", "-1"], "--seed"),
+    ("bench_pack", ["--fd-draws", "0"], "--fd-draws"),
+    ("bench_pack", ["--seed", str(2 ** 32 - 124), "--fd-draws", "2"], "--seed"),
     ("bench_pack", ["--model", MISSING], "--model"),
     ("bench_pack", ["--only", "directions", "--labeller", MISSING], "--labeller"),
     ("bench_pack", ["--only", "encoders", "--out", NOT_AN_IMAGE], "--out"),

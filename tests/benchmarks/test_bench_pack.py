@@ -53,6 +53,25 @@ def test_encoders_and_directions_report(bench, tmp_path, capsys):
     assert "## Directions" in out and "## Inversion" in out and "[ok]" in out
 
 
+def test_generator_section_averages_independent_draws(bench, tmp_path, capsys):
+    """Draw 0 is the single-draw protocol; the verdict is on the mean FD over the mean floor."""
+    from studio.cli.common import resolve_model
+    from studio.core.formats import load_checkpoint
+
+    G = load_checkpoint(resolve_model(None)).generator.eval()
+    one = bench.bench_generator(G, n=8, seed=5, out=None, data=bench.UTKFACE, draws=1)
+    two = bench.bench_generator(G, n=8, seed=5, out=tmp_path, data=bench.UTKFACE, draws=2)
+    assert one["fd_draws"][0] == pytest.approx(two["fd_draws"][0], rel=1e-6)
+    assert one["floor_draws"][0] == pytest.approx(two["floor_draws"][0], rel=1e-6)
+    assert two["fd_draws"][1] != pytest.approx(two["fd_draws"][0])          # an independent draw
+    assert two["fd_vgg16"] == pytest.approx(sum(two["fd_draws"]) / 2)
+    assert two["ratio"] == pytest.approx(two["fd_vgg16"] / two["floor"])
+    assert two["detected_psi0.7"] > 0.9 and Path(two["grid"]).is_file()
+    bench.print_report({"generator": two})
+    out = capsys.readouterr().out
+    assert "mean of 2 draws" in out and "per draw" in out
+
+
 def test_unknown_section_is_refused(bench, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(["--only", "nope"])
