@@ -97,6 +97,12 @@ def synthesis_steps(synthesis) -> list[_Step]:
     return steps
 
 
+def default_fused(device) -> bool:
+    """The modulation a render on ``device`` uses unless told: grouped-conv (fused) on CUDA, the
+    non-fused one (faster) on the CPU. Renders to be compared pixel for pixel use the same."""
+    return torch.device(device).type == "cuda"
+
+
 class Renderer:
     """Render W+ [N, num_ws, w_dim] (or [num_ws, w_dim]) with a per-layer activation cache.
 
@@ -120,7 +126,7 @@ class Renderer:
         self.num_ws, self.w_dim = int(self.G.num_ws), int(self.G.w_dim)
         self.img_resolution = int(self.G.img_resolution)
         self.noise_mode = noise_mode
-        self.fused = (self.device.type == "cuda") if fused is None else fused
+        self.fused = default_fused(self.device) if fused is None else fused
         self.cache_enabled = cache and noise_mode != "random"
         self.channels_last = (self.device.type == "cuda") if channels_last is None else channels_last
         pres = preview_resolution or max(4, self.img_resolution // 4)

@@ -295,13 +295,15 @@ def refine(model: LoadedModel, aligned_image: np.ndarray, start, *, steps: int =
 
 
 def render_latent(G, latent) -> np.ndarray:
-    """(R, R, 3) uint8 image of a W+ latent [num_ws, w_dim] (a thumbnail, e.g. the mixing reference)."""
+    """(R, R, 3) uint8 image of a W+ latent [num_ws, w_dim] (a thumbnail, e.g. the mixing reference,
+    or the unedited base of a paste): the pixels a :class:`Renderer` on G's device makes of it."""
     from studio.core.tensors import to_uint8
+    from studio.engine.renderer import default_fused
 
     ws = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(1, int(G.num_ws), int(G.w_dim))
     dev = next(G.parameters()).device
     with torch.inference_mode():
-        img = G.synthesis(ws.to(dev), noise_mode="const")
+        img = G.synthesis(ws.to(dev), noise_mode="const", fused=default_fused(dev))
     return to_uint8(img)[0]
 
 

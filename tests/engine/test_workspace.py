@@ -13,6 +13,7 @@ from PIL import Image
 from studio.core.directions import Direction
 from studio.core.errors import DirectionError, ImageError
 from studio.core.nets.stylegan2 import Generator
+from studio.core.tensors import to_uint8
 from studio.engine import EditSession
 from studio.engine import workspace as ws_ops
 
@@ -37,6 +38,18 @@ def test_render_latent_matches_the_generator(model):
     assert img.shape == (32, 32, 3) and img.dtype == np.uint8
     assert np.array_equal(img, ws_ops.render_latent(model.G, lat))
     assert not np.array_equal(img, ws_ops.render_latent(model.G, ws_ops.random_latent(model.G, 4)))
+
+
+def test_render_latent_is_the_renderers_pixels(model):
+    """The paste's unedited base (render_latent) and the edit (a Renderer's frame) come from the same
+    modulation path, so "Keep the photo's detail" adds nothing where the edit changed nothing."""
+    from studio.engine.renderer import Renderer
+
+    renderer = Renderer(model.G, device="cpu")
+    for seed in range(64):  # the two modulations differ by ~1e-6: a few pixels of 64 faces round apart
+        lat = ws_ops.random_latent(model.G, seed)
+        frame = renderer.render(torch.as_tensor(lat, dtype=torch.float32))
+        assert np.array_equal(ws_ops.render_latent(model.G, lat), to_uint8(frame)[0]), seed
 
 
 def test_refine_moves_towards_the_target_and_cancels(model):
