@@ -388,3 +388,58 @@ def test_component_names_are_unique_per_generator(sha):
     names = [e["name"] for e in pd.NAMES[sha].values() if "name" in e and not e.get("skip")]
     names += [spec["name"] for spec in pd.ATTRIBUTES.values()]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+# ----------------------------------------------------------------------------
+# Names carried over to a fine-tuned generator (--names-from)
+
+
+def _copy_of(G, noise: float, seed: int = 0):
+    import copy
+
+    G2 = copy.deepcopy(G)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in G2.parameters():
+            p.add_(noise * p.abs().mean() * torch.randn(p.shape, generator=gen))
+    return G2
+
+
+def test_names_carry_over_to_a_slightly_changed_generator():
+    """Components that stay put (|cos| >= 0.9) keep the inspected names, rows and ranges; a
+    generator with other weights gets neutral names; a flip negates the vector."""
+    man = _pack_manifest()
+    from studio.core.formats import load_checkpoint
+
+    sha = man["networks"]["generator"]["sha256"]
+    if sha not in pd.NAMES:
+        pytest.skip("NAMES does not know the default pack's generator")
+    G = load_checkpoint(PACK).generator.eval()
+    cfg = pd.DirectionsConfig(ganspace_samples=3000)
+    names, flips, rows = pd.inherited_names(_copy_of(G, 0.1), cfg, PACK)
+    known = pd.NAMES[sha]
+    kept = {k for k, _, ok in rows if ok}
+    assert len(rows) == len([k for k in known if k.startswith(("ganspace", "sefa"))])
+    assert len(kept) >= len(rows) - 2 and {"ganspace_0", "sefa_coarse_0"} <= kept
+    for k in kept:
+        assert names[k]["name" if "name" in known[k] else "skip"] == known[k].get("name", known[k].get("skip"))
+        assert "the same component here" in names[k]["notes"]
+    assert names["age"]["notes"].startswith(known["age"]["notes"])          # InterFaceGAN notes carry over
+    comps = {p.key: p for p in pd.component_directions(G, cfg, names, flips)}
+    assert comps["ganspace_0"].direction.name == known["ganspace_0"]["name"]
+    assert comps["ganspace_0"].direction.span(G.num_ws) == pd._span(known["ganspace_0"]["layers"], G.num_ws)
+    assert not any(known.get(k, {}).get("skip") and k in comps for k in kept)
+
+    flipped = {p.key: p for p in pd.component_directions(G, cfg, names, {"ganspace_0": True})}
+    np.testing.assert_allclose(flipped["ganspace_0"].direction.vector, -comps["ganspace_0"].direction.vector)
+
+    other = _copy_of(G, 3.0, seed=1)   # weights swamped by noise: components elsewhere
+    names2, _, rows2 = pd.inherited_names(other, cfg, PACK)
+    assert sum(ok for _, _, ok in rows2) <= 2
+    assert {k for k in names2 if k.startswith(("ganspace", "sefa"))} == {k for k, _, ok in rows2 if ok}
+
+
+def test_names_from_a_pack_names_does_not_know_is_refused(tmp_path):
+    root, _ = _tiny_pack(tmp_path / "pack")
+    with pytest.raises(pd.UserError, match="--names-from .*no inspected names"):
+        pd.inherited_names(None, pd.DirectionsConfig(), root)

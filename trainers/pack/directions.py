@@ -16,7 +16,9 @@ Steps, each cached in ``--work`` (a rerun continues where the last one stopped):
    (brightness, background, contrast) as :data:`ATTRIBUTES` says.
 4. GANSpace (PCA of w) and SeFa components with layer ranges; human names come from :data:`NAMES`,
    written after looking at each component's grid (``--work``/grids/*.png), and apply only to the
-   generator they were inspected on (its sha256); other generators get neutral names.
+   generator they were inspected on (its sha256); other generators get neutral names, or with
+   ``--names-from PACK`` (a fine-tuning of PACK's generator) PACK's names for each component whose
+   vector stayed put (|cosine| >= 0.9 with PACK's of the same key; :func:`inherited_names`).
 5. Measurement: per attribute direction, the Spearman correlation between alpha (linspace(-3, 3, 13))
    and an independent measurement (labeller / mouth ratios) averaged over faces, and dlib identity
    at |alpha| = 1 (fraction under dlib's same-person distance); on generated faces and, with
@@ -36,7 +38,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,7 @@ class DirectionsConfig:
     grids: bool = True                                # render a grid PNG per direction
     write: bool = True                                # write files + manifest into --out
     threads: int = 1                                  # torch CPU threads
+    names_from: str = ""                              # a pack whose generator NAMES knows: carry its names over
 
 
 def _parse_ratios(spec: str) -> dict[str, float]:
@@ -744,39 +747,83 @@ def _span(spec, num_ws: int) -> tuple[int, int]:
     return int(spec[0]), int(spec[1])
 
 
-def component_directions(G, cfg: DirectionsConfig, gen_sha: str) -> list[PackDirection]:
-    """GANSpace and SeFa components, named and spanned from :data:`NAMES` when it knows this generator."""
+def raw_components(G, cfg: DirectionsConfig) -> dict[str, Direction]:
+    """Every GANSpace and SeFa component ``cfg`` asks for, by key (``ganspace_<i>``,
+    ``sefa_<group>_<i>``), unnamed and on its default rows (GANSpace: all; SeFa: its group's)."""
     from studio.core.directions import ganspace, sefa
     from studio.core.latent import layer_groups
 
-    names = NAMES.get(gen_sha, {})
+    out = {f"ganspace_{i}": d for i, d in enumerate(ganspace(G, n_samples=cfg.ganspace_samples, k=cfg.ganspace_k,
+                                                                  seed=cfg.seed))}
+    for group, k in _parse_sefa_k(cfg.sefa_k).items():
+        span = (0, G.num_ws) if group == "all" else layer_groups(G.num_ws)[group]
+        if span[0] != span[1]:
+            out.update({f"sefa_{group}_{i}": d for i, d in enumerate(sefa(G, layers=span, k=k))})
+    return out
+
+
+def inherited_names(G, cfg: DirectionsConfig, old_pack: Path, *, min_cos: float = 0.9) -> tuple[dict, dict, list]:
+    """Names for a generator :data:`NAMES` does not know, carried over from ``old_pack``'s generator
+    (which it must know) component by component: a component keeps the old one's name, rows and
+    range when the two vectors of the same key have |cosine| >= ``min_cos`` (a negative cosine flips
+    the new vector, so "darker - lighter" still reads left to right); the others get neutral names.
+    The InterFaceGAN entries (notes only) carry over as they are.
+
+    Returns (names, flips {key: True to negate}, rows of (key, cosine, kept) for the log)."""
+    from studio.core.formats import load_checkpoint
+    from studio.core.formats.stylestudio_fmt import read_manifest
+
+    old_sha = str(read_manifest(old_pack)["networks"]["generator"].get("sha256") or "")
+    known = NAMES.get(old_sha)
+    if not known:
+        raise UserError(f"--names-from {old_pack}: its generator ({old_sha[:12] or 'no sha256'}...) has no inspected "
+                        f"names in trainers/pack/directions.py NAMES; pass a pack whose generator has, or none")
+    old = raw_components(load_checkpoint(old_pack).generator.eval(), cfg)
+    new = raw_components(G, cfg)
+    names, flips, rows = {}, {}, []
+    for key, info in known.items():
+        if not key.startswith(("ganspace", "sefa")):
+            names[key] = dict(info, notes=info["notes"] + f" (inspected on generator {old_sha[:12]}'s normal)") \
+                if "notes" in info else dict(info)
+            continue
+        if key not in new or key not in old:
+            continue
+        cos = float(np.dot(new[key].vector.astype(np.float64), old[key].vector.astype(np.float64)))
+        kept = abs(cos) >= min_cos
+        rows.append((key, cos, kept))
+        if kept:
+            names[key] = dict(info, notes=info.get("notes", "") + f" (inspected on generator {old_sha[:12]}; the same "
+                                                                  f"component here, |cos| {abs(cos):.3f})")
+            flips[key] = cos < 0
+    return names, flips, rows
+
+
+def component_directions(G, cfg: DirectionsConfig, names: dict, flips: dict | None = None) -> list[PackDirection]:
+    """GANSpace and SeFa components, named and spanned from ``names`` (an entry of :data:`NAMES`,
+    or :func:`inherited_names`'); ``flips``: keys whose vector is negated first."""
     if not names:
-        log.warning("no inspected names for generator %s...: components get neutral names", gen_sha[:12])
+        log.warning("no inspected names for this generator: components get neutral names")
+    flips = flips or {}
     out: list[PackDirection] = []
-    pcs = ganspace(G, n_samples=cfg.ganspace_samples, k=cfg.ganspace_k, seed=cfg.seed)
-    for i, d in enumerate(pcs):
-        key = f"ganspace_{i}"
+    for key, d in raw_components(G, cfg).items():
         info = names.get(key, {})
         if info.get("skip"):
             continue
-        span = _span(info.get("layers", "all"), G.num_ws)
-        sd = float(d.meta["stdev"])
-        d = d.with_layers(span)
-        d.name = info.get("name", f"GANSpace {i}")
-        d.default_range = tuple(info.get("range", (-2 * sd, 2 * sd)))
-        out.append(PackDirection(key, d, info.get("label", f"GANSpace component {i} (rows {span[0]}-{span[1] - 1})"),
-                                 "ganspace", _component_notes(f"PCA component {i} of {cfg.ganspace_samples} mapped w "
-                                                              f"({d.meta['variance_ratio']:.1%} of the variance)", info),
-                                 default_scale=sd))
-    for group, k in _parse_sefa_k(cfg.sefa_k).items():
-        span = (0, G.num_ws) if group == "all" else layer_groups(G.num_ws)[group]
-        if span[0] == span[1]:
-            continue
-        for i, d in enumerate(sefa(G, layers=span, k=k)):
-            key = f"sefa_{group}_{i}"
-            info = names.get(key, {})
-            if info.get("skip"):
-                continue
+        if flips.get(key):
+            d = replace(d, vector=-d.vector)
+        if key.startswith("ganspace_"):
+            i = int(key.rsplit("_", 1)[1])
+            span = _span(info.get("layers", "all"), G.num_ws)
+            sd = float(d.meta["stdev"])
+            d = d.with_layers(span)
+            d.name = info.get("name", f"GANSpace {i}")
+            d.default_range = tuple(info.get("range", (-2 * sd, 2 * sd)))
+            out.append(PackDirection(key, d, info.get("label", f"GANSpace component {i} (rows {span[0]}-{span[1] - 1})"),
+                                     "ganspace", _component_notes(f"PCA component {i} of {cfg.ganspace_samples} mapped w "
+                                                                  f"({d.meta['variance_ratio']:.1%} of the variance)", info),
+                                     default_scale=sd))
+        else:
+            _, group, i = key.split("_")
             if "layers" in info:
                 d = d.with_layers(_span(info["layers"], G.num_ws))
             d.name = info.get("name", f"SeFa {group} {i}")
@@ -1099,6 +1146,15 @@ def run(cfg: DirectionsConfig) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     G = load_checkpoint(pack).generator.eval()
     fx = FaceFeatures()
+    names, flips, inherited = NAMES.get(gen_sha, {}), {}, None
+    if not names and cfg.names_from:
+        names, flips, rows = inherited_names(G, cfg, Path(cfg.names_from))
+        inherited = {"from": str(cfg.names_from), "components": [
+            {"key": k, "cos": round(c, 4), "kept": kept} for k, c, kept in rows]}
+        for k, c, kept in rows:
+            log.info("   %-16s cos %+.3f %s", k, c, "named as in --names-from" if kept else "neutral name")
+    elif names and cfg.names_from:
+        log.info("   NAMES knows generator %s...: --names-from is not needed", gen_sha[:12])
 
     log.info("1/6 labellers")
     lab = train_labeller(cfg, fx, work)
@@ -1115,14 +1171,14 @@ def run(cfg: DirectionsConfig) -> dict:
                                     encoded=len(samples.w) - cfg.samples, encoder=cfg.encoder)
     ho = lab.metrics.get("heldout", {})
     for p in attrs:
-        if NAMES.get(gen_sha, {}).get(p.key, {}).get("notes"):
-            p.notes += "; " + NAMES[gen_sha][p.key]["notes"]
+        if names.get(p.key, {}).get("notes"):
+            p.notes += "; " + names[p.key]["notes"]
         if p.key == "age":
             p.notes += f"; labeller held-out MAE {ho.get('age_mae', float('nan')):.1f} y, Spearman {ho.get('age_spearman', float('nan')):.2f}"
         if p.key == "gender":
             p.notes += f"; labeller held-out accuracy {ho.get('gender_accuracy', float('nan')):.1%}"
     log.info("4/6 GANSpace and SeFa")
-    comps = component_directions(G, cfg, gen_sha)
+    comps = component_directions(G, cfg, names, flips)
     items = attrs + comps
     base_gen = G.map(torch.randn([cfg.measure_faces, G.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 1000)),
                      psi=cfg.psi)
@@ -1130,7 +1186,7 @@ def run(cfg: DirectionsConfig) -> dict:
     if cfg.grids:
         grid_ws = G.map(G.sample_z(6, seed=cfg.seed + 2000), psi=0.7)        # typical faces, easier to judge
         grids = [str(p) for p in render_grids(G, items, grid_ws, work / "grids" / gen_sha[:12],
-                                               survey=not NAMES.get(gen_sha))]
+                                               survey=not names)]
     log.info("5/6 measurement")
     gen = f"generated psi {cfg.psi:g}"
     results = {f"{gen}, [-3, 3]": measure_directions(G, attrs, base_gen, lab, fx, tag="generated", cache_dir=cache),
@@ -1147,7 +1203,7 @@ def run(cfg: DirectionsConfig) -> dict:
         p.measured = {tag: {k: v for k, v in per[p.key].items() if k not in ("alphas", "measure")}
                       for tag, per in results.items() if p.key in per}
         p.notes += "; " + "; ".join(_measured_note(p.key, per[p.key], tag) for tag, per in results.items() if p.key in per)
-    out = {"config": asdict(cfg), "generator_sha256": gen_sha, "labeller": lab.metrics,
+    out = {"config": asdict(cfg), "generator_sha256": gen_sha, "names_inherited": inherited, "labeller": lab.metrics,
            "samples_detected": float(samples.detected.mean()), "results": results, "grids": grids,
            "directions": [{"key": p.key, "name": p.direction.name, "label": p.label, "method": p.method,
                            "layers": list(p.direction.span(G.num_ws)), "range": list(p.direction.default_range),
@@ -1190,6 +1246,9 @@ def main(argv=None) -> int:
     ap.add_argument("--project-faces", type=int, default=d.project_faces,
                     help="also measure on this many held-out chips inverted with the projector (0: skip)")
     ap.add_argument("--project-steps", type=int, default=d.project_steps, help="projector steps per chip (default %(default)s)")
+    ap.add_argument("--names-from", default=d.names_from, metavar="PACK",
+                    help="for a generator NAMES does not know (e.g. a fine-tuned one): name each GANSpace / SeFa "
+                         "component as PACK's generator's of the same key when their |cosine| >= 0.9")
     ap.add_argument("--no-grids", dest="grids", action="store_false", help="do not render a grid PNG per direction")
     ap.add_argument("--no-write", dest="write", action="store_false", help="measure only; leave the pack alone")
     ap.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default %(default)s)")
