@@ -15,7 +15,7 @@
    ``python -m trainers.pack.directions``), smile / mouth open from dlib landmarks (mouth width,
    inner-lip aspect ratio); plus dlib identity at |alpha| = 1 (fraction of same-person pairs).
 
-    python benchmarks/bench_pack.py                       # everything, ~15 min on 2 CPU cores
+    python benchmarks/bench_pack.py                       # everything, ~20 min on 2 CPU cores
     python benchmarks/bench_pack.py --only encoders --invert-n 4 --steps 100
     python benchmarks/bench_pack.py --model my_pack/ --out /tmp/bench-pack
 
