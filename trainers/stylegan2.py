@@ -220,6 +220,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                     help="start a new run from a compact snapshot (e.g. trainers/pack/generator-resume.safetensors)")
     ap.add_argument("--export-compact", nargs=2, metavar=("RUN_DIR", "OUT"),
                     help="write RUN_DIR's latest snapshot as a compact file and exit")
+    ap.add_argument("--g-ema-from", default=None, metavar="SNAPSHOT",
+                    help="with --export-compact: G_ema from this network snapshot of the run (e.g. its best)")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--no-tqdm", action="store_true", help="plain log lines instead of a progress bar")
     skip = {"data", "cfg"}
@@ -801,10 +803,14 @@ def _ema_key(kimg: float) -> str:
     return f"ema{kimg:g}"
 
 
-def export_compact(run_dir: str | Path, out: str | Path) -> Path:
+def export_compact(run_dir: str | Path, out: str | Path, *, g_ema_from: str | Path | None = None) -> Path:
     """G, G_ema and D's trainable weights in float16 + counters, augment p and RNG state, as one
     safetensors file. Adam's moments are left out (beta1 = 0; the second moment re-warms in ~100
-    steps), so continuing from it is close to, not bit-identical with, ``--resume``."""
+    steps), so continuing from it is close to, not bit-identical with, ``--resume``.
+
+    ``g_ema_from``: a network snapshot of the run (e.g. its lowest-FD one, earlier than the latest
+    state) whose weights replace G_ema; its kimg is recorded as ``g_ema_kimg`` (what
+    ``build_pack`` reports), and continuing from the file averages on from those weights."""
     from safetensors.torch import save as st_save
 
     from studio.core.formats import safe_torch_load
@@ -812,6 +818,17 @@ def export_compact(run_dir: str | Path, out: str | Path) -> Path:
     run_dir = Path(run_dir)
     st = safe_torch_load(run_dir / "resume.pt")
     cfg = json.loads((run_dir / "config.json").read_text())["train"]
+    extra = {}
+    if g_ema_from is not None:
+        from studio.core.formats import load_checkpoint
+
+        b = load_checkpoint(g_ema_from)
+        sd = None if b.generator is None else b.generator.state_dict()
+        if sd is None or set(sd) != set(st["G_ema"]) or any(sd[k].shape != v.shape for k, v in st["G_ema"].items()):
+            raise UserError(f"--g-ema-from {g_ema_from}: not a generator of this run's architecture")
+        st["G_ema"] = {k: sd[k] for k in st["G_ema"]}
+        prov = b.meta.get("provenance") or {}
+        extra = {"g_ema_from": Path(g_ema_from).name, "g_ema_kimg": float(prov.get("kimg", st["cur_nimg"] / 1000))}
     tensors = {}
     for net in ("G", "G_ema", "D"):
         for k, v in st[net].items():
@@ -821,7 +838,7 @@ def export_compact(run_dir: str | Path, out: str | Path) -> Path:
     meta = {"format": COMPACT_FORMAT, "config": cfg, "step": int(st["step"]), "cur_nimg": int(st["cur_nimg"]),
             "ada": st["ada"], "pl_mean": float(st["pl_mean"]), "stream": st["stream"],
             "rng": bytes(st["rng"].numpy()).hex(), "best_fd": float(st["best_fd"]), "fd_history": st["fd_history"],
-            "source_run": run_dir.name}
+            "source_run": run_dir.name, **extra}
     out = Path(out)
     atomic_write_bytes(out, st_save(tensors, metadata={"stylestudio": json.dumps(meta)}))
     return out
@@ -852,8 +869,10 @@ def _run_desc(cfg) -> str:
 
 def _export_only(cfg, args) -> int | None:
     if not args.export_compact:
+        if args.g_ema_from:
+            raise UserError("--g-ema-from goes with --export-compact RUN_DIR OUT")
         return None
-    out = export_compact(*args.export_compact)
+    out = export_compact(*args.export_compact, g_ema_from=args.g_ema_from)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

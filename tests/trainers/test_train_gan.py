@@ -280,6 +280,49 @@ def test_compact_snapshot_round_trip(data_dir, tmp_path):
     assert b.step == a.step + 1
 
 
+def test_compact_with_an_earlier_snapshot_as_g_ema(data_dir, tmp_path):
+    """--export-compact --g-ema-from: G_ema from a chosen (earlier, better) network snapshot, G / D /
+    counters the latest; build_pack reports that snapshot's kimg. A foreign generator is refused."""
+    from dataclasses import asdict
+
+    from studio.core.formats import load_checkpoint
+    from trainers.common import UserError, atomic_write_json
+    from trainers.pack.build_pack import generator_from
+    from trainers.stylegan2 import export_compact, read_compact
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = tiny_cfg(data_dir, tmp_path, max_steps=10, keep_snapshots=5)
+    atomic_write_json(run / "config.json", {"train": asdict(cfg)})
+    a = Trainer(cfg, run, tqdm_bar=False)
+    for _ in range(2):
+        a.train_step()
+    a.save_snapshot(reason="test")
+    first = sorted((run / "snapshots").glob("network-*.safetensors"))[0]
+    for _ in range(2):
+        a.train_step()
+    a.save_snapshot(reason="test")
+    meta, nets = read_compact(export_compact(run, tmp_path / "c.safetensors", g_ema_from=first))
+    early = load_checkpoint(first).generator.state_dict()
+    assert meta["g_ema_kimg"] == pytest.approx(float(first.name[8:16])) and meta["g_ema_from"] == first.name
+    assert meta["cur_nimg"] == a.cur_nimg > meta["g_ema_kimg"] * 1000
+    for k, v in nets["G_ema"].items():
+        torch.testing.assert_close(v.float(), early[k].float(), atol=2e-3, rtol=2e-3)
+    assert any(not torch.allclose(v.float(), a.G_ema.state_dict()[k].float(), atol=1e-3) for k, v in nets["G_ema"].items())
+    for k, v in nets["G"].items():
+        torch.testing.assert_close(v.float(), a.G.state_dict()[k].float(), atol=2e-3, rtol=2e-3)
+    G, prov = generator_from(tmp_path / "c.safetensors")
+    assert prov["kimg"] == pytest.approx(meta["g_ema_kimg"])
+
+    from studio.core.nets.stylegan2 import Generator
+
+    other = tmp_path / "other.safetensors"
+    a._save_network(other, 1.0, net=Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=256,
+                                              channel_max=16))
+    with pytest.raises(UserError, match="--g-ema-from .*not a generator of this run's architecture"):
+        export_compact(run, tmp_path / "bad.safetensors", g_ema_from=other)
+
+
 def _trained_compact(data_dir, tmp_path, steps: int = 3) -> tuple[TrainConfig, Path]:
     """A tiny run trained ``steps`` steps in tmp_path/src and its compact snapshot: (config, file)."""
     from dataclasses import asdict

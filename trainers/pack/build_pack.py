@@ -46,7 +46,9 @@ def generator_from(path: Path) -> tuple[Generator, dict]:
                       channel_max=c["g_channel_max"])
         sd = G.state_dict()
         G.load_state_dict({**sd, **{k: v.to(sd[k].dtype) for k, v in nets["G_ema"].items()}})
-        prov = {"trainer": "trainers.stylegan2", "kimg": round(meta["cur_nimg"] / 1000, 3), "config": c,
+        # g_ema_kimg: a compact whose G_ema was set to an earlier, better snapshot of the run
+        prov = {"trainer": "trainers.stylegan2", "kimg": round(float(meta.get("g_ema_kimg", meta["cur_nimg"] / 1000)), 3),
+                "config": c,
                 "source_run": meta.get("source_run"), "fd_history": json.loads(meta.get("fd_history") or "[]")}
         return G.eval(), prov
     b = load_checkpoint(path)
