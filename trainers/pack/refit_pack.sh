@@ -13,7 +13,7 @@
 #
 # Steps and their CPU time on 2 cores (environment variables set the budgets):
 #   1. build_pack --generator                                          seconds
-#   2. E2Style: --init from the shipped encoder, E2STYLE_SEC (2700)     45 min
+#   2. E2Style: --init E2STYLE_INIT (default: the shipped encoder), E2STYLE_SEC (2700)   45 min
 #   3. directions.py --encoded 4000 --project-faces 15 --names-from resources/pack   ~17 min
 #   4. the student (triplets + DISTILL_STEPS=3000, 1 thread) beside the CRG encoder (CRG_STEPS=2300,
 #      1 thread), both --init from the shipped ones                     ~35 min
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/../.."
 GEN=$1 FD=$2 FLOOR=$3
 WORK=${4:-/work/runs/refit-$(date +%Y%m%d-%H%M)}
 PY=${PYTHON:-.venv/bin/python}
-E2STYLE_SEC=${E2STYLE_SEC:-2700} DISTILL_STEPS=${DISTILL_STEPS:-3000} CRG_STEPS=${CRG_STEPS:-2300}
+E2STYLE_SEC=${E2STYLE_SEC:-2700} E2STYLE_INIT=${E2STYLE_INIT:-} DISTILL_STEPS=${DISTILL_STEPS:-3000} CRG_STEPS=${CRG_STEPS:-2300}
 DATA=../shared/data/utkface/images
 [ -f "$GEN" ] || { echo "error: $GEN: no such generator file" >&2; exit 2; }
 [ ! -e "$WORK/pack" ] || { echo "error: $WORK/pack exists; pass another WORK" >&2; exit 2; }
@@ -39,7 +39,7 @@ $PY -m trainers.pack.build_pack --generator "$GEN" --fd "$FD" --fd-floor "$FLOOR
     --notes "refit by trainers/pack/refit_pack.sh from $GEN"
 
 say "2/5 E2Style refit (${E2STYLE_SEC} s)"
-$PY -m trainers.encoder --arch e2style --stages 2 --abort off --size light --model "$PACK" --init "$PACK" \
+$PY -m trainers.encoder --arch e2style --stages 2 --abort off --size light --model "$PACK" --init "${E2STYLE_INIT:-$PACK}" \
     --data "$DATA" --synthetic-fraction 0.25 --lpips-net vgg --lr 1e-4 --decay-fraction 0.6 --steps 100000 \
     --time-budget "$E2STYLE_SEC" --lambda-w-norm 0.001 --batch 8 --eval-every 200 --threads 2 \
     --out "$WORK" --desc e2style-refit --no-tqdm > "$WORK/e2style.log" 2>&1
