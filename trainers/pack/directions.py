@@ -762,7 +762,8 @@ def raw_components(G, cfg: DirectionsConfig) -> dict[str, Direction]:
     return out
 
 
-def inherited_names(G, cfg: DirectionsConfig, old_pack: Path, *, min_cos: float = 0.9) -> tuple[dict, dict, list]:
+def inherited_names(G, cfg: DirectionsConfig, old_pack: Path, *, min_cos: float = 0.9,
+                    raw: dict | None = None) -> tuple[dict, dict, list]:
     """Names for a generator :data:`NAMES` does not know, carried over from ``old_pack``'s generator
     (which it must know) component by component: a component keeps the old one's name, rows and
     range when the two vectors of the same key have |cosine| >= ``min_cos`` (a negative cosine flips
@@ -779,7 +780,7 @@ def inherited_names(G, cfg: DirectionsConfig, old_pack: Path, *, min_cos: float 
         raise UserError(f"--names-from {old_pack}: its generator ({old_sha[:12] or 'no sha256'}...) has no inspected "
                         f"names in trainers/pack/directions.py NAMES; pass a pack whose generator has, or none")
     old = raw_components(load_checkpoint(old_pack).generator.eval(), cfg)
-    new = raw_components(G, cfg)
+    new = raw if raw is not None else raw_components(G, cfg)
     names, flips, rows = {}, {}, []
     for key, info in known.items():
         if not key.startswith(("ganspace", "sefa")):
@@ -798,14 +799,16 @@ def inherited_names(G, cfg: DirectionsConfig, old_pack: Path, *, min_cos: float 
     return names, flips, rows
 
 
-def component_directions(G, cfg: DirectionsConfig, names: dict, flips: dict | None = None) -> list[PackDirection]:
+def component_directions(G, cfg: DirectionsConfig, names: dict, flips: dict | None = None,
+                         raw: dict | None = None) -> list[PackDirection]:
     """GANSpace and SeFa components, named and spanned from ``names`` (an entry of :data:`NAMES`,
-    or :func:`inherited_names`'); ``flips``: keys whose vector is negated first."""
+    or :func:`inherited_names`'); ``flips``: keys whose vector is negated first; ``raw``: this
+    generator's :func:`raw_components` when already computed."""
     if not names:
         log.warning("no inspected names for this generator: components get neutral names")
     flips = flips or {}
     out: list[PackDirection] = []
-    for key, d in raw_components(G, cfg).items():
+    for key, d in (raw if raw is not None else raw_components(G, cfg)).items():
         info = names.get(key, {})
         if info.get("skip"):
             continue
@@ -1146,9 +1149,10 @@ def run(cfg: DirectionsConfig) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     G = load_checkpoint(pack).generator.eval()
     fx = FaceFeatures()
-    names, flips, inherited = NAMES.get(gen_sha, {}), {}, None
+    names, flips, inherited, raw = NAMES.get(gen_sha, {}), {}, None, None
     if not names and cfg.names_from:
-        names, flips, rows = inherited_names(G, cfg, Path(cfg.names_from))
+        raw = raw_components(G, cfg)   # computed once: compared here, named in step 4
+        names, flips, rows = inherited_names(G, cfg, Path(cfg.names_from), raw=raw)
         inherited = {"from": str(cfg.names_from), "components": [
             {"key": k, "cos": round(c, 4), "kept": kept} for k, c, kept in rows]}
         for k, c, kept in rows:
@@ -1178,7 +1182,7 @@ def run(cfg: DirectionsConfig) -> dict:
         if p.key == "gender":
             p.notes += f"; labeller held-out accuracy {ho.get('gender_accuracy', float('nan')):.1%}"
     log.info("4/6 GANSpace and SeFa")
-    comps = component_directions(G, cfg, names, flips)
+    comps = component_directions(G, cfg, names, flips, raw)
     items = attrs + comps
     base_gen = G.map(torch.randn([cfg.measure_faces, G.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 1000)),
                      psi=cfg.psi)
