@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import hashlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,6 +170,7 @@ class MainWindow(QMainWindow):
         self.edit_image: np.ndarray | None = None    # last final render (R, R, 3) uint8
         self.pasted_image: np.ndarray | None = None  # photo with the edit pasted back
         self._paste_base: tuple | None = None  # (key, unedited render) of "Keep the photo's detail"
+        self._paste_base_lock = threading.Lock()  # paste jobs overlap: the base is rendered once, not per job
         self._shown_gen = 0
         self._invert_job = None
         self._pending_saves: dict = {}    # project saves submitted but not yet written
@@ -1555,10 +1557,11 @@ class MainWindow(QMainWindow):
                 source = source.copy()
 
                 def base_of():
-                    cached = self._paste_base
-                    if cached is None or cached[0] != key:
-                        cached = self._paste_base = (key, ws_ops.render_latent(G, source))
-                    return cached[1]
+                    with self._paste_base_lock:
+                        cached = self._paste_base
+                        if cached is None or cached[0] != key:
+                            cached = self._paste_base = (key, ws_ops.render_latent(G, source))
+                        return cached[1]
 
         def job(ctx):
             return ws_ops.paste(photo, img, transform, base=None if base_of is None else base_of())

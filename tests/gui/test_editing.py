@@ -435,3 +435,42 @@ def test_reloading_the_same_model_keeps_the_edit(qtbot, window):
     assert win.session is session and np.array_equal(win.session.ws().numpy(), ws)
     assert win._sliders[name].alpha == 2 and win.undo_action.isEnabled()
     assert "cpu" in win.render_label.text()
+
+
+@needs_faces
+def test_overlapping_pastes_render_the_unedited_base_once(qtbot, window, monkeypatch):
+    """Paste jobs of successive renders overlap on the two workers; "Keep the photo's detail" renders
+    the unedited base once per source latent, not once per job."""
+    import threading
+
+    from studio.engine import workspace as ws_ops
+
+    win = window
+    with qtbot.waitSignal(win.photo_ready, timeout=30000):
+        win.open_path(PHOTO)
+    win.set_method("optimize")
+    with qtbot.waitSignal(win.paste_shown, timeout=60000):
+        win.invert()
+    s = next(iter(win._sliders.values()))
+    with qtbot.waitSignal(win.paste_shown, timeout=30000):
+        s.slider.setValue(s.slider.maximum())  # an edit: the paste needs the unedited base
+    assert win.keep_detail.isChecked() and not np.array_equal(win.session.ws(), win.session.state.source)
+    real, calls = ws_ops.render_latent, []
+
+    def slow(G, latent):
+        calls.append(threading.current_thread().name)
+        time.sleep(0.3)  # the second job arrives while the first renders
+        return real(G, latent)
+
+    monkeypatch.setattr(ws_ops, "render_latent", slow)
+    win._paste_base = None
+    gen, img = win.render_worker.latest_generation, win.edit_image
+    qtbot.waitUntil(lambda: win.jobs.runner.wait_idle(0), timeout=10000)  # both pastes get a worker
+    with qtbot.waitSignal(win.paste_shown, timeout=30000):
+        win._paste(gen, img)
+        time.sleep(0.05)
+        win._paste(gen, img)
+    assert win.jobs.runner.wait_idle(30)
+    assert len(calls) == 1, calls
+    expected = ws_ops.paste(win.photo, img, win.aligned.transform, base=real(win.model.G, win.session.state.source))
+    assert np.array_equal(win.pasted_image, expected)
