@@ -732,6 +732,15 @@ NAMES["200e8753e7c5e81cd41aac528dde9e54999b71512031798073542c2c2d369018"] = {
     for key, info in NAMES["7de568850498bc0346912b1215fbc667dfc16ee2b28dc897d872708ce4f8cd5a"].items()
 }
 
+# That generator with every layer fine-tuned 5.5 kimg more at a quarter of its learning rate (480 kimg,
+# FD-VGG16 4.91 = 2.46x the floor; session 30). Every component kept its index and sign: GANSpace 0-7
+# cosines 0.998-1.000, SeFa 0.996-1.000 (``directions.py --names-from``'s log), so the names carry over.
+NAMES["baa134ce9cb98df71f24dce16b147f54dbb012d987c8e24bc35b1c383e262447"] = {
+    key: dict(info, notes=info["notes"].replace("the same component here)", "the same component two fine-tunings on)")
+                                      .replace("generator's normal)", "generator's normal, two fine-tunings ago)"))
+    for key, info in NAMES["200e8753e7c5e81cd41aac528dde9e54999b71512031798073542c2c2d369018"].items()
+}
+
 
 def _span(spec, num_ws: int) -> tuple[int, int]:
     from studio.core.latent import layer_groups
